@@ -1,0 +1,180 @@
+"""``jupyter-edge``: scheduler, worker (a site), status, demo.
+
+Shaped like Dask's own ``dask scheduler``/``dask worker`` (click, the same flag
+names where they mean the same thing); ``jupyter edge ...`` works too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import click
+import dask.config
+
+from . import config
+from ._version import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jupyter-edge")
+def main() -> None:
+    """Run notebook code where the data lives: a fleet of Dask edge sites."""
+
+
+def _liveness_settings() -> dict:
+    # Dask's own time-to-live backs up the plugin's finer liveness check.
+    return {"distributed.scheduler.worker-ttl": f"{2 * config.seconds('liveness')}s"}
+
+
+async def _serve_until_signal(server) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    finished = asyncio.ensure_future(server.finished())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([finished, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not finished.done():
+        await server.close()
+    stopping.cancel()
+
+
+@main.command()
+@click.option("--host", default="", help="Interface to listen on (default: all).")
+@click.option("--port", default=8786, show_default=True, type=int, help="Port to listen on (0: any free port).")
+@click.option("--scheduler-file", default=None, help="Write the scheduler's address to this JSON file.")
+@click.option("--dashboard-address", default=None, help="Serve Dask's dashboard here, e.g. :8787 (needs bokeh).")
+def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_address: str | None) -> None:
+    """Start the fleet's scheduler, with the catalog and job registry."""
+    from distributed import Scheduler
+
+    from .scheduler import EdgeSchedulerPlugin
+
+    async def run() -> None:
+        with dask.config.set(_liveness_settings()):
+            server = Scheduler(host=host or None, port=port, scheduler_file=scheduler_file,
+                               dashboard=dashboard_address is not None,
+                               dashboard_address=dashboard_address, plugins=[EdgeSchedulerPlugin()])
+            await server
+            click.echo(f"jupyter-edge scheduler at {server.address}", err=True)
+            await _serve_until_signal(server)
+
+    asyncio.run(run())
+
+
+@main.command()
+@click.argument("address", required=False)
+@click.option("--scheduler-file", default=None, help="Read the scheduler's address from this file.")
+@click.option("--name", required=True, help="The site's name, unique in the fleet (e.g. berlin).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label, e.g. region=eu (repeatable).")
+@click.option("--dataset", "datasets", multiple=True, metavar="NAME=PATH[@SHARD]",
+              help="A dataset this site holds: a folder or an s3:// prefix (repeatable).")
+@click.option("--gpus", default="none", show_default=True, help="'auto' (NVML), a number declared by hand, or 'none'.")
+@click.option("--nthreads", default=1, show_default=True, type=int, help="Executions the site runs at once.")
+@click.option("--host", default=None, help="Interface to listen on.")
+def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host) -> None:
+    """Start an edge site: a Dask worker with labels, datasets and GPUs."""
+    from distributed import Worker
+
+    from .selector import SelectorError, parse_label
+    from .site.dataset import parse_dataset_option
+    from .site.gpu import discover_gpus, parse_gpus_option
+    from .site.plugin import EdgeSitePlugin
+
+    address = address or (None if scheduler_file else config.scheduler_address())
+    if not address and not scheduler_file:
+        raise click.UsageError(f"give the scheduler's ADDRESS, --scheduler-file, or ${config.SCHEDULER_ENV}")
+    try:
+        parsed_labels = dict(parse_label(text) for text in labels)
+        declared = [parse_dataset_option(text, name) for text in datasets]
+        inventory = discover_gpus(parse_gpus_option(gpus))
+        plugin = EdgeSitePlugin(labels=parsed_labels, datasets=declared, gpus=inventory)
+    except (ValueError, SelectorError) as e:
+        raise click.UsageError(str(e)) from None
+    if nthreads < 1:
+        raise click.UsageError("--nthreads must be at least 1")
+    click.echo(f"site {name}: GPUs {inventory.state.value} ({inventory.detail or 'none'})", err=True)
+
+    async def run() -> None:
+        server = Worker(address, scheduler_file=scheduler_file, name=name, nthreads=nthreads,
+                        host=host, dashboard=False, resources=plugin.resources, plugins={plugin})
+        await server
+        click.echo(f"site {name} at {server.address} joined {server.scheduler.address}", err=True)
+        await _serve_until_signal(server)
+
+    asyncio.run(run())
+
+
+@main.command()
+@click.argument("address", required=False)
+@click.option("--scheduler-file", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+def status(address, scheduler_file, as_json) -> None:
+    """Show the fleet's sites and datasets."""
+    from .fleet import Fleet
+
+    try:
+        fleet = Fleet.connect(address, scheduler_file=scheduler_file)
+    except (ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    with fleet:
+        catalog = fleet.catalog()
+    if as_json:
+        click.echo(json.dumps(catalog.to_dict(), indent=2))
+        return
+    from .tables import datasets_table, sites_table
+
+    click.echo(f"fleet {fleet.address}: {len(catalog)} site(s)\n")
+    click.echo(sites_table(catalog))
+    click.echo("")
+    click.echo(datasets_table(catalog))
+
+
+@main.command()
+@click.option("--sites", "count", default=4, show_default=True, type=int, help="How many sites.")
+@click.option("--data-dir", default=None, help="Where the sample data goes (default: a temp folder).")
+@click.option("--port", default=8786, show_default=True, type=int, help="The scheduler's port (0: any).")
+@click.option("--scheduler-file", default=None, help="Write the scheduler's address to this JSON file.")
+@click.option("--lab", is_flag=True, help="Also start JupyterLab pointed at the fleet.")
+@click.option("--no-s3", is_flag=True, help="Leave out the S3 dataset even when moto is installed.")
+def demo(count, data_dir, port, scheduler_file, lab, no_s3) -> None:
+    """A whole local fleet with sample data, on 127.0.0.1, until Ctrl-C."""
+    from .demo import demo_cluster
+
+    async def run() -> None:
+        cluster = await demo_cluster(sites=count, data_dir=data_dir, port=port, s3=False if no_s3 else None,
+                                     scheduler_file=scheduler_file, asynchronous=True)
+        address = cluster.scheduler_address
+        click.echo(f"jupyter-edge demo: {count} sites at {address}, data in {cluster.edge_data_dir}")
+        click.echo(f"  connect: Fleet.connect({address!r})   or   export {config.SCHEDULER_ENV}={address}")
+        lab_process = _start_lab(address) if lab else None
+        try:
+            await _serve_until_signal(cluster.scheduler)
+        finally:
+            if lab_process is not None:
+                lab_process.terminate()
+                lab_process.wait(30)
+            await cluster.close()
+            if cluster.edge_s3 is not None:
+                cluster.edge_s3.stop()
+        click.echo("jupyter-edge demo stopped")
+
+    with dask.config.set(_liveness_settings()):
+        asyncio.run(run())
+
+
+def _start_lab(address: str) -> subprocess.Popen:
+    env = {**os.environ, config.SCHEDULER_ENV: address}
+    args = [sys.executable, "-m", "jupyterlab", "--no-browser"]
+    if os.geteuid() == 0:
+        args.append("--allow-root")
+    return subprocess.Popen(args, env=env)
+
+
+if __name__ == "__main__":
+    main()

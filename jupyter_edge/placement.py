@@ -1,0 +1,255 @@
+"""Placement: which sites run a request, decided from a catalog snapshot alone.
+
+A pure function, tested without a cluster. "No constraint" and "nowhere" are
+kept apart: a request with no target is an error of its own, and a request that
+no site can satisfy is a :class:`PlacementError` that names what is missing and
+why each candidate was turned down.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .catalog import Catalog, Site
+from .selector import Selector
+
+__all__ = ["Request", "Target", "Placement", "PlacementError", "place"]
+
+#: How many rejected sites an error lists before summarising the rest.
+_LISTED = 8
+
+
+class PlacementError(LookupError):
+    """No site can run the request; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a job asks for. Targets: ``data``, ``sites``, ``all``, or filters
+    alone; filters (``where``, ``gpus``) narrow every target."""
+
+    data: str | None = None
+    where: Selector = field(default_factory=Selector)
+    gpus: int = 0
+    sites: tuple[str, ...] | None = None
+    all: bool = False
+    shards: tuple[str, ...] | None = None  # restrict ``data`` to these shards (retries)
+
+    @classmethod
+    def build(
+        cls,
+        data: str | None = None,
+        where: str | Selector | None = None,
+        gpus: int | None = 0,
+        sites: Sequence[str] | str | None = None,
+        all: bool = False,
+    ) -> Request:
+        """Validate user-facing arguments; bad ones raise ``ValueError``."""
+        if data is not None and (not isinstance(data, str) or not data):
+            raise ValueError(f"data must be a dataset name, not {data!r}")
+        if isinstance(sites, str):
+            sites = [s for s in sites.split(",") if s.strip()]
+        if sites is not None:
+            sites = tuple(s.strip() for s in sites)
+            if not sites or not all_names(sites):
+                raise ValueError(f"sites must be a non-empty list of site names, not {sites!r}")
+        gpus = 0 if gpus is None else gpus
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise ValueError(f"gpus must be a whole number of GPUs per execution, not {gpus!r}")
+        return cls(data=data, where=Selector.parse(where), gpus=gpus, sites=sites, all=bool(all))
+
+    @property
+    def has_target(self) -> bool:
+        return bool(self.data or self.sites or self.all or self.where or self.gpus)
+
+    def describe(self) -> str:
+        parts = []
+        if self.data:
+            parts.append(f"data={self.data}")
+        if self.sites:
+            parts.append(f"sites={','.join(self.sites)}")
+        if self.all:
+            parts.append("all")
+        if self.where:
+            parts.append(f"where {self.where}")
+        if self.gpus:
+            parts.append(f"gpus={self.gpus}")
+        return ", ".join(parts) or "no target"
+
+    def to_dict(self) -> dict:
+        return {
+            "data": self.data,
+            "where": str(self.where) or None,
+            "gpus": self.gpus,
+            "sites": list(self.sites) if self.sites is not None else None,
+            "all": self.all,
+            "shards": list(self.shards) if self.shards is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Request:
+        return cls(
+            data=data.get("data"),
+            where=Selector.parse(data.get("where")),
+            gpus=data.get("gpus") or 0,
+            sites=tuple(data["sites"]) if data.get("sites") is not None else None,
+            all=bool(data.get("all")),
+            shards=tuple(data["shards"]) if data.get("shards") is not None else None,
+        )
+
+
+def all_names(names: Iterable[str]) -> bool:
+    return all(isinstance(n, str) and n for n in names)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One execution's place: a site, and the shard it reads there."""
+
+    site: str
+    address: str
+    dataset: str | None = None
+    shard: str | None = None
+    gpus: int = 0
+
+
+@dataclass(frozen=True)
+class Placement:
+    request: Request
+    targets: tuple[Target, ...]
+
+
+def place(request: Request, catalog: Catalog, exclude: Iterable[str] = ()) -> Placement:
+    """Decide where ``request`` runs, or raise :class:`PlacementError`.
+
+    ``exclude`` names sites not to use (a retry avoiding a lost replica).
+    """
+    if not request.has_target:
+        raise PlacementError(
+            "no target: name a dataset (data=NAME), sites (sites=[...]), a label "
+            "selector (where='region=eu'), GPUs (gpus=N), or all=True"
+        )
+    excluded = frozenset(exclude)
+    if request.sites is not None:
+        targets = _place_named(request, catalog, excluded)
+    elif request.data is not None:
+        targets = _place_dataset(request, catalog, excluded)
+    else:
+        targets = _place_matching(request, catalog, excluded)
+    return Placement(request, tuple(targets))
+
+
+def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | None:
+    """Why ``site`` cannot take part in ``request`` apart from datasets, or None."""
+    if site.name in excluded:
+        return "excluded"
+    if site.state != "running":
+        return f"state {site.state}"
+    unmet = request.where.unmet(site.labels)
+    if unmet:
+        shown = [f"{k}={site.labels[k]}" if k in site.labels else f"no {k}" for k in
+                 dict.fromkeys(r.key for r in unmet)]
+        return ", ".join(shown)
+    if request.gpus and site.gpu_count < request.gpus:
+        return f"{site.gpu_count} GPU{'s' if site.gpu_count != 1 else ''}"
+    return None
+
+
+def _filters(request: Request) -> str:
+    parts = [str(request.where)] if request.where else []
+    if request.gpus:
+        parts.append(f"{request.gpus} GPU{'s' if request.gpus > 1 else ''}")
+    return " and ".join(parts)
+
+
+def _listing(rejected: Sequence[tuple[str, str]]) -> str:
+    shown = [f"{name} ({why})" for name, why in rejected[:_LISTED]]
+    if len(rejected) > _LISTED:
+        shown.append(f"and {len(rejected) - _LISTED} more")
+    return ", ".join(shown)
+
+
+def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"no {kind} named {name!r}{hint} known: {', '.join(known) if known else 'none'}"
+
+
+def _place_named(request: Request, catalog: Catalog, excluded: frozenset[str]) -> list[Target]:
+    targets, problems = [], []
+    for name in dict.fromkeys(request.sites):
+        site = catalog.sites.get(name)
+        if site is None:
+            problems.append(_unknown("site", name, catalog.sites))
+            continue
+        why = _rejection(site, request, excluded)
+        if why:
+            problems.append(f"site {name!r} does not match {_filters(request) or 'the request'}: {why}")
+            continue
+        shard = None
+        if request.data is not None:
+            held = site.datasets.get(request.data)
+            if held is None:
+                if request.data not in catalog.datasets():
+                    problems.append(_unknown("dataset", request.data, catalog.datasets()))
+                else:
+                    problems.append(f"site {name!r} holds no shard of {request.data!r}")
+                continue
+            shard = held.shard
+        targets.append(Target(site.name, site.address, request.data, shard, request.gpus))
+    if problems:
+        raise PlacementError("; ".join(dict.fromkeys(problems)))
+    return targets
+
+
+def _place_dataset(request: Request, catalog: Catalog, excluded: frozenset[str]) -> list[Target]:
+    name = request.data
+    shards = catalog.holders(name)
+    if not shards:
+        raise PlacementError(_unknown("dataset", name, catalog.datasets()))
+    if request.shards is not None:
+        shards = {k: v for k, v in shards.items() if k in request.shards}
+    load = {s.name: s.running for s in catalog}
+    targets, rejected = [], []
+    for shard, holders in sorted(shards.items()):
+        fit = []
+        for site in holders:
+            why = _rejection(site, request, excluded)
+            if why:
+                rejected.append((site.name, why))
+            else:
+                fit.append(site)
+        if not fit:
+            continue
+        chosen = fit if request.all else [min(fit, key=lambda s: (load[s.name], s.name))]
+        for site in chosen:
+            load[site.name] += 1  # spread shards that share replicas
+            targets.append(Target(site.name, site.address, name, shard, request.gpus))
+    if not targets:
+        holders = sorted({s.name for hs in shards.values() for s in hs})
+        count = f"{len(holders)} site{'s' if len(holders) != 1 else ''} hold{'s' if len(holders) == 1 else ''}"
+        wanted = _filters(request) or "the request"
+        raise PlacementError(f"{count} {name!r}, none matches {wanted}: {_listing(sorted(set(rejected)))}")
+    return targets
+
+
+def _place_matching(request: Request, catalog: Catalog, excluded: frozenset[str]) -> list[Target]:
+    if not len(catalog):
+        raise PlacementError("the fleet has no sites: start one with `jupyter-edge worker`")
+    targets, rejected = [], []
+    for site in sorted(catalog, key=lambda s: s.name):
+        why = _rejection(site, request, excluded)
+        if why:
+            rejected.append((site.name, why))
+        else:
+            targets.append(Target(site.name, site.address, None, None, request.gpus))
+    if not targets:
+        if request.gpus and not request.where:
+            raise PlacementError(
+                f"no site has {request.gpus} GPU{'s' if request.gpus > 1 else ''}: {_listing(rejected)}"
+            )
+        raise PlacementError(f"no site matches {_filters(request) or 'the request'}: {_listing(rejected)}")
+    return targets

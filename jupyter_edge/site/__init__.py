@@ -1,0 +1,1 @@
+"""What runs at an edge site: the site plugin, its datasets, GPUs and runners."""

@@ -1,0 +1,251 @@
+"""The site plugin: turns a Dask worker into an edge site.
+
+It reports the site's labels, datasets (measured, and re-measured on an
+interval), GPUs and versions to the scheduler on the ``edge-site`` event topic,
+owns the site's runner pool, and stops a runner when Dask cancels its task.
+Storage options and credentials stay here: reports carry only names and URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import threading
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+from distributed import WorkerPlugin, get_worker
+from tornado.ioloop import PeriodicCallback
+
+from .. import config
+from ..catalog import DatasetShard, Site
+from .dataset import DatasetDeclaration, scan
+from .gpu import GPUInventory, GPUState, discover_gpus
+from .runner import RunnerPool
+
+logger = logging.getLogger(__name__)
+
+#: Labels under this prefix are set by the site itself (capabilities), never by ``--label``.
+RESERVED_PREFIX = "edge."
+#: Event topics: sites report themselves and their executions to the scheduler plugin.
+SITE_TOPIC = "edge-site"
+EXECUTION_TOPIC = "edge-execution"
+#: Every edge task's key starts with this; the rest is the execution id.
+KEY_PREFIX = "edge-"
+
+_VERSIONED = ("dask", "distributed", "pandas", "pyarrow", "cloudpickle", "fsspec", "s3fs", "jupyter-edge")
+
+
+def versions() -> dict[str, str]:
+    """Versions that must agree between a site and the notebook."""
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    reserved = sorted(k for k in labels if k.startswith(RESERVED_PREFIX))
+    if reserved:
+        raise ValueError(f"labels {', '.join(reserved)}: the '{RESERVED_PREFIX}' prefix is reserved "
+                         "for labels a site sets itself")
+    return dict(labels)
+
+
+class EdgeSitePlugin(WorkerPlugin):
+    """Make a worker an edge site with ``labels``, ``datasets`` and ``gpus``.
+
+    ``gpus`` is ``"auto"`` (NVML), a count declared by hand, ``None`` (none),
+    or an inventory already discovered.
+    """
+
+    name = "jupyter-edge-site"
+    idempotent = True
+
+    def __init__(self, labels: dict[str, str] | None = None,
+                 datasets: list[DatasetDeclaration] | tuple = (),
+                 gpus: str | int | GPUInventory | None = None, storage_options: dict | None = None):
+        self.labels = check_labels(labels or {})
+        names = [d.name for d in datasets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"dataset {', '.join(twice)} declared twice: a site holds one shard of a dataset")
+        self.datasets = {d.name: d for d in datasets}
+        self.gpus = gpus if isinstance(gpus, GPUInventory) else discover_gpus(gpus)
+        self._storage_options = storage_options
+        self.measurements: dict[str, dict] = {}
+        self.worker = None
+        self.pool: RunnerPool | None = None
+
+    @property
+    def resources(self) -> dict[str, float]:
+        """The Dask resources to start the worker with: its GPUs."""
+        return {"GPU": self.gpus.count} if self.gpus.count else {}
+
+    async def setup(self, worker) -> None:
+        self.worker = worker
+        declared = worker.state.total_resources.get("GPU", 0)
+        if declared != self.gpus.count:
+            raise ValueError(f"site {worker.name}: the worker has resources GPU={declared:g} but the site "
+                             f"has {self.gpus.count} GPU(s); start it with resources=plugin.resources")
+        self._free_gpus = [g.index for g in self.gpus.gpus]
+        self._gpu_lock = threading.Lock()
+        if self.gpus.state == GPUState.NVML:
+            worker.metrics["edge-gpus"] = lambda w: self.gpus.sample()
+        env = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus.count else {}
+        self.pool = RunnerPool(worker.state.nthreads, env=env)
+        self.pool.start()
+        await self.rescan(report=False)
+        # Plugins given to a Worker are set up before it registers: report
+        # once the stream to the scheduler is open.
+        self._first_report = asyncio.ensure_future(self._report_when_connected())
+        interval = config.seconds("rescan-interval") * 1000
+        callback = PeriodicCallback(self.rescan, interval)
+        worker.periodic_callbacks["edge-rescan"] = callback
+        callback.start()
+
+    async def teardown(self, worker) -> None:
+        self._first_report.cancel()
+        callback = worker.periodic_callbacks.pop("edge-rescan", None)
+        if callback is not None:
+            callback.stop()
+        if self.pool is not None:
+            self.pool.close()
+
+    @property
+    def storage_options(self) -> dict:
+        """fsspec options by protocol: given to the plugin, else ``edge.storage-options``."""
+        if self._storage_options is not None:
+            return self._storage_options
+        return config.get("storage-options") or {}
+
+    # --- what the site reports -------------------------------------------
+
+    def site(self) -> Site:
+        shards = {}
+        for name, decl in self.datasets.items():
+            measured = self.measurements.get(name, {})
+            shards[name] = DatasetShard(dataset=name, shard=decl.shard, url=decl.url, kind=decl.kind,
+                                        **measured)
+        return Site(
+            name=str(self.worker.name),
+            address=self.worker.address,
+            labels=self.labels,
+            datasets=shards,
+            gpus=self.gpus.gpus,
+            gpu_state=self.gpus.state.value,
+            versions=versions(),
+            nthreads=self.worker.state.nthreads,
+        )
+
+    async def _report_when_connected(self) -> None:
+        while not (self.worker.batched_stream.comm and not self.worker.batched_stream.comm.closed()):
+            if self.worker.status.name in ("closing", "closed", "failed"):
+                return
+            await asyncio.sleep(0.02)
+        self.report()
+
+    def report(self) -> None:
+        self.worker.log_event(SITE_TOPIC, {"op": "report", "site": self.site().to_dict()})
+
+    async def rescan(self, report: bool = True) -> None:
+        """Re-measure every dataset off the event loop; report what changed."""
+        options = self.storage_options
+        changed = False
+        for name, decl in self.datasets.items():
+            try:
+                size, files = await asyncio.to_thread(scan, decl, options)
+                measured = {"bytes": size, "files": files, "error": None}
+            except Exception as e:  # an unreachable bucket is reported, not fatal
+                measured = {"bytes": None, "files": None, "error": f"{type(e).__name__}: {e}"}
+                logger.warning("dataset %s at %s could not be scanned: %s", name, decl.url, e)
+            old = self.measurements.get(name, {})
+            changed |= any(old.get(k) != v for k, v in measured.items())
+            self.measurements[name] = {**measured, "scanned": time.time()}
+        if report and changed:
+            self.report()
+
+    # --- executions ------------------------------------------------------
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        # Dask cancelled a task that is running here: stop its runner for real.
+        if isinstance(key, str) and key.startswith(KEY_PREFIX) and finish in ("cancelled", "released", "forgotten"):
+            if self.pool is not None:
+                self.pool.stop(key[len(KEY_PREFIX):], "cancelled")
+
+    def execute(self, spec: dict) -> dict:
+        """Run one execution in a runner (called from the task's thread)."""
+        execution = spec["execution"]
+        outputs: list[dict] = []
+        gpus = self._take_gpus(spec.get("gpus", 0))
+        try:
+            self._event(spec, state="running", started=time.time())
+            outcome = self.pool.execute(
+                execution, self._runner_request(spec, gpus),
+                on_output=lambda name, text: outputs.append({"name": name, "text": text}),
+                deadline=spec.get("deadline"),
+            )
+        finally:
+            self._give_gpus(gpus)
+        value = outcome.get("value")
+        result = {
+            "execution": execution,
+            "state": outcome["state"],
+            "value": value,
+            "error": outcome.get("error"),
+            "error_type": outcome.get("error_type"),
+            "started": outcome.get("started"),
+            "ended": outcome.get("ended"),
+            "bytes_returned": len(value) if value is not None else 0,
+            "outputs": outputs,
+        }
+        self._event(spec, **{k: v for k, v in result.items() if k not in ("value", "outputs", "execution")})
+        return result
+
+    def _event(self, spec: dict, **fields) -> None:
+        if fields.get("error"):
+            fields["error"] = fields["error"][-2000:]  # the registry needs the gist, not the whole text
+        self.worker.log_event(EXECUTION_TOPIC, {"execution": spec["execution"], "job": spec["job"], **fields})
+
+    def _runner_request(self, spec: dict, gpus: list[int]) -> dict:
+        decl = self.datasets.get(spec["dataset"]) if spec.get("dataset") else None
+        if spec.get("dataset") and decl is None:
+            raise LookupError(f"site {self.worker.name!r} holds no dataset {spec['dataset']!r}")
+        held = [g for g in self.gpus.gpus if g.index in gpus]
+        return {
+            "op": "run",
+            "execution": spec["execution"],
+            "payload": spec["payload"],
+            "call": spec["call"],
+            "dataset": {"name": decl.name, "shard": decl.shard, "url": decl.url} if decl else None,
+            "storage_options": self.storage_options,
+            "site": {"name": str(self.worker.name), "address": self.worker.address,
+                     "labels": self.labels,
+                     "gpus": [{"index": g.index, "model": g.model, "memory_total": g.memory_total} for g in held]},
+            "env": {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))} if gpus else {},
+            "result_limit": config.nbytes("result-limit"),
+        }
+
+    def _take_gpus(self, count: int) -> list[int]:
+        if not count:
+            return []
+        with self._gpu_lock:  # Dask's GPU resource guarantees enough are free
+            taken, self._free_gpus = self._free_gpus[:count], self._free_gpus[count:]
+        return taken
+
+    def _give_gpus(self, gpus: list[int]) -> None:
+        if gpus:
+            with self._gpu_lock:
+                self._free_gpus.extend(gpus)
+
+
+def run_execution(spec: dict) -> dict:
+    """The Dask task of every execution: hand it to this site's plugin."""
+    plugin = get_worker().plugins.get(EdgeSitePlugin.name)
+    if plugin is None:
+        raise RuntimeError("this Dask worker is not an edge site (no jupyter-edge site plugin)")
+    return plugin.execute(spec)

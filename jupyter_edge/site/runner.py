@@ -1,0 +1,245 @@
+"""The site's pool of ready runner processes, driven by Dask tasks.
+
+A Dask task cannot be stopped by raising into its worker thread (a blocked
+``time.sleep`` or C code never sees it) and tasks share the worker's stdout. So
+each execution runs in a runner process of its own: the task thread hands it the
+work and waits. Stopping is interrupt, then kill and replace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+from .. import config
+
+logger = logging.getLogger(__name__)
+
+#: How often a waiting task thread looks at stop requests and deadlines (seconds).
+_TICK = 0.1
+
+
+class RunnerProcess:
+    """One runner child and the socket to it."""
+
+    def __init__(self, env: dict[str, str], preload: list[str]):
+        parent, child = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_edge.site.runner_main", str(child.fileno()), *preload],
+            pass_fds=[child.fileno()],
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # a Ctrl-C meant for the site is not the cell's
+        )
+        child.close()
+        self.conn = Connection(parent.detach())
+        self.ready = False
+        self.tainted = False  # must not take more work (GPU env set, killed, ...)
+
+    def wait_ready(self, timeout: float) -> None:
+        if self.ready:
+            return
+        if not self.conn.poll(timeout):
+            raise TimeoutError(f"runner process {self.proc.pid} did not start in {timeout}s")
+        msg = pickle.loads(self.conn.recv_bytes())
+        if msg.get("op") != "ready":
+            raise RuntimeError(f"runner process {self.proc.pid} sent {msg!r} before it was ready")
+        self.ready = True
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        try:
+            os.kill(self.proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        self.signal(signal.SIGKILL)
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            logger.warning("runner process %d did not exit", self.proc.pid)
+
+
+class Stop:
+    """A request to stop one execution: why, and when it was asked."""
+
+    def __init__(self, reason: str):
+        self.reason = reason  # "cancelled" or "timed-out"
+        self.at = time.monotonic()
+
+
+class RunnerPool:
+    """``size`` ready runners; a busy or killed one is replaced in the background."""
+
+    def __init__(self, size: int, env: dict[str, str] | None = None):
+        self.size = size
+        self.env = {**os.environ, **(env or {})}
+        self.preload = list(config.get("runner.preload") or [])
+        self._ready: queue.Queue[RunnerProcess] = queue.Queue()
+        self._stops: dict[str, Stop] = {}
+        self._active: set[str] = set()
+        self._all: set[RunnerProcess] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.started = self.replaced = 0
+
+    def start(self) -> None:
+        for _ in range(self.size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        if self._closed:
+            return
+        runner = RunnerProcess(self.env, self.preload)
+        self._all.add(runner)
+        self.started += 1
+        threading.Thread(target=self._await_ready, args=(runner,), daemon=True,
+                         name="edge-runner-start").start()
+
+    def _await_ready(self, runner: RunnerProcess) -> None:
+        try:
+            runner.wait_ready(60)
+        except Exception:
+            logger.exception("a runner failed to start; trying another")
+            runner.close()
+            self._all.discard(runner)
+            time.sleep(1)
+            self._spawn()
+            return
+        if self._closed:
+            runner.close()
+        else:
+            self._ready.put(runner)
+
+    def stop(self, execution: str, reason: str) -> None:
+        """Ask for ``execution`` to stop; its task thread acts on it at once."""
+        with self._lock:
+            if execution in self._active:
+                self._stops.setdefault(execution, Stop(reason))
+
+    def close(self) -> None:
+        """Kill every runner, busy or not; a busy task thread then returns."""
+        self._closed = True
+        for runner in list(self._all):
+            runner.close()
+        self._all.clear()
+
+    def execute(
+        self,
+        execution: str,
+        request: dict,
+        on_output: Callable[[str, str], None],
+        deadline: float | None = None,
+    ) -> dict:
+        """Run ``request`` in a ready runner; return its outcome message.
+
+        Blocks the calling (task) thread. ``deadline`` is a ``time.time()``
+        after which the execution is stopped as ``timed-out``.
+        """
+        with self._lock:
+            self._active.add(execution)
+        try:
+            runner = self._acquire(execution, deadline)
+            if runner is None:  # stopped while it waited for a runner: never started
+                stop = self._stops[execution]
+                return {"op": "result", "state": stop.reason, "value": None, "started": None,
+                        "ended": time.time(), "error_type": None,
+                        "error": f"{stop.reason} at the site before it started"}
+            try:
+                return self._drive(runner, execution, request, on_output, deadline)
+            finally:
+                self._release(runner)
+        finally:
+            self._forget(execution)
+
+    def _acquire(self, execution: str, deadline: float | None) -> RunnerProcess | None:
+        while True:
+            if deadline is not None and time.time() >= deadline:
+                self.stop(execution, "timed-out")
+            if execution in self._stops:
+                return None
+            try:
+                return self._ready.get(timeout=_TICK)
+            except queue.Empty:
+                continue
+
+    def _release(self, runner: RunnerProcess) -> None:
+        if runner.tainted or not runner.alive or self._closed:
+            runner.close()
+            self._all.discard(runner)
+            self.replaced += 1
+            self._spawn()
+        else:
+            self._ready.put(runner)
+
+    def _forget(self, execution: str) -> None:
+        with self._lock:
+            self._stops.pop(execution, None)
+            self._active.discard(execution)
+
+    def _drive(self, runner: RunnerProcess, execution: str, request: dict,
+               on_output: Callable[[str, str], None], deadline: float | None) -> dict:
+        grace = config.seconds("runner.interrupt-grace")
+        runner.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+        if request.get("env", {}).get("CUDA_VISIBLE_DEVICES"):
+            runner.tainted = True  # CUDA reads the variable once per process
+        interrupted_at = None
+        while True:
+            stop = self._stops.get(execution)
+            if stop is None and deadline is not None and time.time() >= deadline:
+                self.stop(execution, "timed-out")
+                stop = self._stops[execution]
+            if stop is not None:
+                if interrupted_at is None:
+                    runner.signal(signal.SIGINT)
+                    interrupted_at = time.monotonic()
+                elif time.monotonic() - interrupted_at > grace:
+                    runner.tainted = True
+                    runner.signal(signal.SIGKILL)
+            try:
+                if not runner.conn.poll(_TICK):
+                    continue
+                msg = pickle.loads(runner.conn.recv_bytes())
+            except (EOFError, OSError):
+                return self._died(runner, stop)
+            if msg["op"] == "output":
+                on_output(msg["name"], msg["text"])
+            elif msg["op"] == "result":
+                if stop is not None and msg["state"] == "cancelled":
+                    msg["state"] = stop.reason
+                    msg["error"] = f"{stop.reason} at the site; stopped by interrupt"
+                return msg
+
+    def _died(self, runner: RunnerProcess, stop: Stop | None) -> dict:
+        runner.tainted = True
+        try:
+            code = runner.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        now = time.time()
+        if stop is not None:
+            return {"op": "result", "state": stop.reason, "value": None, "error_type": "Killed",
+                    "error": f"{stop.reason} at the site; the cell did not stop on interrupt "
+                             f"within {config.seconds('runner.interrupt-grace'):g}s and was killed",
+                    "started": None, "ended": now}
+        return {"op": "result", "state": "failed", "value": None, "error_type": "RunnerDied",
+                "error": f"the runner process died (exit code {code}) while running the cell",
+                "started": None, "ended": now}

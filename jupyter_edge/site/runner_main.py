@@ -1,0 +1,138 @@
+"""A runner process: executes one piece of user work at a time for its site.
+
+Started by :class:`~jupyter_edge.site.runner.RunnerPool` as
+``python -m jupyter_edge.site.runner_main FD``; it speaks to the site over the
+socket FD (length-prefixed pickles of plain dicts; the user's function travels
+as cloudpickle bytes made by the notebook). Its own fds 1 and 2 belong to the
+execution in progress. SIGINT interrupts the user's code and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+
+import cloudpickle
+
+from .capture import FDCapture
+from .dataset import Dataset
+from .handle import SiteHandle
+
+
+class ResultTooLarge(Exception):
+    """The value is bigger than the site lets an execution return."""
+
+
+class Runner:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self._send_lock = threading.Lock()
+        self._interruptible = False
+        signal.signal(signal.SIGINT, self._on_interrupt)
+
+    def _on_interrupt(self, signum, frame):
+        # Only the user's code is interruptible; between executions an
+        # interrupt that arrived late is ignored.
+        if self._interruptible:
+            raise KeyboardInterrupt
+
+    def send(self, msg: dict) -> None:
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._send_lock:
+            self.conn.send_bytes(data)
+
+    def serve(self) -> None:
+        self.send({"op": "ready", "pid": os.getpid()})
+        while True:
+            try:
+                msg = pickle.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            if msg["op"] == "run":
+                self.send(self.execute(msg))
+            elif msg["op"] == "exit":
+                return
+
+    def execute(self, msg: dict) -> dict:
+        os.environ.update(msg.get("env") or {})
+        outcome: dict = {"op": "result", "value": None, "error": None, "error_type": None}
+        started = time.time()
+
+        def forward(name: str, text: str) -> None:
+            self.send({"op": "output", "name": name, "text": text})
+
+        try:
+            with FDCapture(forward):
+                value = self._call(msg)
+            payload = _dumps_value(value, msg["result_limit"])
+            outcome.update(state="done", value=payload)
+        except KeyboardInterrupt:
+            outcome.update(state="cancelled", error="interrupted at the site", error_type="KeyboardInterrupt")
+        except BaseException as e:  # the user's error, reported; the runner lives on
+            outcome.update(state="failed", error=_format_remote(e), error_type=type(e).__name__)
+        outcome.update(started=started, ended=time.time())
+        return outcome
+
+    def _call(self, msg: dict):
+        self._interruptible = True
+        try:
+            fn, args, kwargs = cloudpickle.loads(msg["payload"])
+            kwargs = dict(kwargs)
+            spec = msg.get("dataset")
+            if msg["call"].get("dataset"):
+                kwargs["dataset"] = Dataset(**spec, storage_options=msg.get("storage_options")) if spec else None
+            if msg["call"].get("site"):
+                kwargs["site"] = SiteHandle(**msg["site"])
+            return fn(*args, **kwargs)
+        finally:
+            self._interruptible = False
+
+
+def _dumps_value(value, limit: int) -> bytes:
+    try:
+        payload = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        raise TypeError(f"the value ({type(value).__name__}) cannot be sent back: {e}") from None
+    if len(payload) > limit:
+        raise ResultTooLarge(
+            f"the value is {len(payload):,} bytes, over this site's result limit of {limit:,} bytes "
+            "(edge.result-limit); reduce it at the site, e.g. aggregate before returning"
+        )
+    return payload
+
+
+def _format_remote(error: BaseException) -> str:
+    """The traceback from the user's code down, without the runner's own frames."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A runner never outlives its site, even while the user's code is busy."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    fd = int(argv[0])
+    for module in argv[1:]:
+        importlib.import_module(module)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="edge-parent-watch").start()
+    Runner(Connection(fd)).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Plain-text tables of a catalog, for the terminal (``jupyter-edge status``)."""
+
+from __future__ import annotations
+
+from .catalog import Catalog
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def sites_table(catalog: Catalog) -> str:
+    rows = []
+    for site in sorted(catalog, key=lambda s: s.name):
+        labels = ",".join(f"{k}={v}" for k, v in sorted(site.labels.items())) or "-"
+        datasets = ",".join(f"{d.dataset}@{d.shard}" for d in site.datasets.values()) or "-"
+        gpus = str(site.gpu_count) + (f" ({site.gpus[0].model})" if site.gpus else "")
+        rows.append([site.name, site.address, site.state, labels, datasets, gpus, str(site.running)])
+    return _table(["SITE", "ADDRESS", "STATE", "LABELS", "DATASETS", "GPUS", "RUNNING"], rows)
+
+
+def datasets_table(catalog: Catalog) -> str:
+    rows = []
+    for info in catalog.datasets().values():
+        shards = "; ".join(f"{shard}: {','.join(holders)}" for shard, holders in info.shards.items())
+        rows.append([info.name, info.kind, str(len(info.shards)), shards, human_bytes(info.bytes),
+                     "?" if info.files is None else str(info.files)])
+    return _table(["DATASET", "KIND", "SHARDS", "SITES", "BYTES", "FILES"], rows)
