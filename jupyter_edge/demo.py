@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
 
+from .local import SiteSpec, local_cluster
 from .site.dataset import DatasetDeclaration
 
 logger = logging.getLogger(__name__)
@@ -27,27 +27,19 @@ ARCHIVE_BUCKET = "edge-archive"
 _S3_KEY, _S3_SECRET = "edge-demo-key", "edge-demo-secret"
 
 
-@dataclass
-class DemoSite:
-    name: str
-    labels: dict[str, str]
-    gpus: int = 0
-    datasets: list[DatasetDeclaration] = field(default_factory=list)
-
-
-def plan_sites(count: int) -> list[DemoSite]:
+def plan_sites(count: int) -> list[SiteSpec]:
     if count < 1:
         raise ValueError("a demo fleet needs at least one site")
     sites = []
     for i in range(count):
         name = _NAMES[i] if i < len(_NAMES) else f"site-{i + 1}"
         region = _REGIONS[i % len(_REGIONS)]
-        sites.append(DemoSite(name, {"region": region, "tier": _TIERS[i % len(_TIERS)]},
+        sites.append(SiteSpec(name, {"region": region, "tier": _TIERS[i % len(_TIERS)]},
                               gpus=1 if name == "boston" else 0))
     return sites
 
 
-def make_sample_data(root: str, sites: list[DemoSite], rows: int = 2000) -> None:
+def make_sample_data(root: str, sites: list[SiteSpec], rows: int = 2000) -> None:
     """Write each site's folders under ``root`` (kept if already there) and
     attach the declarations to ``sites``."""
     import numpy as np
@@ -104,7 +96,7 @@ class DemoS3:
         self.endpoint = f"http://{host}:{port}"
         self.storage_options = {"s3": {"key": _S3_KEY, "secret": _S3_SECRET, "endpoint_url": self.endpoint}}
 
-    def fill(self, sites: list[DemoSite]) -> None:
+    def fill(self, sites: list[SiteSpec]) -> None:
         import pandas as pd
         import s3fs
 
@@ -127,15 +119,10 @@ class DemoS3:
 
 def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3: bool | None = None,
                  scheduler_file: str | None = None, asynchronous: bool = False):
-    """A SpecCluster of edge sites with sample data, all in this process.
+    """A SpecCluster of demo sites with sample data, all in this process.
 
     ``s3=None`` adds the S3 dataset when moto is installed.
     """
-    from distributed import Scheduler, SpecCluster, Worker
-
-    from .scheduler import EdgeSchedulerPlugin
-    from .site.plugin import EdgeSitePlugin
-
     planned = plan_sites(sites)
     data_dir = data_dir or os.path.join(tempfile.gettempdir(), "jupyter-edge-demo")
     make_sample_data(data_dir, planned)
@@ -150,20 +137,9 @@ def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3:
     if s3:
         s3_server = DemoS3()
         s3_server.fill(planned)
-    options = s3_server.storage_options if s3_server else None
-    workers = {}
-    for site in planned:
-        plugin = EdgeSitePlugin(labels=site.labels, datasets=site.datasets, gpus=site.gpus or None,
-                                storage_options=options)
-        workers[site.name] = {"cls": Worker, "options": {
-            "name": site.name, "nthreads": 1, "host": "127.0.0.1", "dashboard": False,
-            "resources": plugin.resources, "plugins": {plugin},
-        }}
-    scheduler = {"cls": Scheduler, "options": {
-        "host": "127.0.0.1", "port": port, "dashboard": False, "scheduler_file": scheduler_file,
-        "plugins": [EdgeSchedulerPlugin()],
-    }}
-    cluster = SpecCluster(workers=workers, scheduler=scheduler, asynchronous=asynchronous, name="jupyter-edge demo")
+    cluster = local_cluster(planned, port=port, scheduler_file=scheduler_file, asynchronous=asynchronous,
+                            storage_options=s3_server.storage_options if s3_server else None,
+                            name="jupyter-edge demo")
     cluster.edge_s3 = s3_server
     cluster.edge_data_dir = data_dir
     return cluster

@@ -15,6 +15,7 @@ import traceback
 from typing import Any, Callable
 
 import cloudpickle
+from dask.utils import parse_timedelta
 from distributed import Client
 from distributed.client import Future
 
@@ -156,8 +157,7 @@ class Fleet:
                 "no target: name a dataset (data=NAME), sites (sites=[...]), a label "
                 "selector (where='region=eu'), GPUs (gpus=N), or all=True"
             )
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        timeout = _seconds(timeout)
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
         payload = cloudpickle.dumps((fn, args, kwargs or {}))
@@ -177,6 +177,19 @@ class Fleet:
         except KeyboardInterrupt:
             job.cancel()
             raise
+
+
+def _seconds(timeout) -> float | None:
+    """A timeout as seconds: a number, or a Dask duration such as ``"90s"``."""
+    if timeout is None:
+        return None
+    try:
+        seconds = parse_timedelta(timeout, default="seconds")
+    except (ValueError, TypeError, KeyError):
+        seconds = None
+    if isinstance(timeout, bool) or seconds is None or seconds <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds (or e.g. '90s'), not {timeout!r}")
+    return seconds
 
 
 def _call_convention(fn: Callable) -> dict[str, bool]:

@@ -52,7 +52,10 @@ class Request:
         if isinstance(sites, str):
             sites = [s for s in sites.split(",") if s.strip()]
         if sites is not None:
-            sites = tuple(s.strip() for s in sites)
+            # Check types before .strip(): sites=[1] or sites=5 must be a ValueError,
+            # not an AttributeError or TypeError from deep inside.
+            names = list(sites) if isinstance(sites, Iterable) else [sites]
+            sites = tuple(s.strip() if isinstance(s, str) else s for s in names)
             if not sites or not all_names(sites):
                 raise ValueError(f"sites must be a non-empty list of site names, not {sites!r}")
         gpus = 0 if gpus is None else gpus
@@ -212,6 +215,11 @@ def _place_dataset(request: Request, catalog: Catalog, excluded: frozenset[str])
         raise PlacementError(_unknown("dataset", name, catalog.datasets()))
     if request.shards is not None:
         shards = {k: v for k, v in shards.items() if k in request.shards}
+        if not shards:
+            # A retry of a shard whose every holder has left: say that, not "0 sites hold".
+            wanted = ", ".join(repr(s) for s in request.shards)
+            plural = "s" if len(request.shards) != 1 else ""
+            raise PlacementError(f"no site holds shard{plural} {wanted} of {name!r}")
     load = {s.name: s.running for s in catalog}
     targets, rejected = [], []
     for shard, holders in sorted(shards.items()):

@@ -122,15 +122,16 @@ class _Parser:
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
 
-    def take(self) -> tuple[str, str, int]:
+    def take(self, what: str) -> tuple[str, str, int]:
         token = self.peek()
         if token is None:
-            raise self.error("unexpected end")
+            # Name what was wanted: "unexpected end" alone does not tell 'region=' lacks a value.
+            raise self.error(f"expected {what}, found the end")
         self.i += 1
         return token
 
     def word(self, what: str) -> str:
-        kind, value, _ = self.take()
+        kind, value, _ = self.take(what)
         if kind != "word":
             self.i -= 1
             raise self.error(f"expected {what}, found {value!r}")
@@ -141,7 +142,7 @@ class _Parser:
             raise self.error("empty selector")
         found = [self.requirement()]
         while self.peek() is not None:
-            kind, value, _ = self.take()
+            kind, value, _ = self.take("','")
             if (kind, value) != ("op", ","):
                 self.i -= 1
                 raise self.error(f"expected ',' between requirements, found {value!r}")
@@ -149,7 +150,7 @@ class _Parser:
         return found
 
     def requirement(self) -> Requirement:
-        kind, value, _ = self.take()
+        kind, value, _ = self.take("a label key")
         if (kind, value) == ("op", "!"):
             return Requirement(self.word("a label key after '!'"), "!exists")
         if kind != "word":
@@ -159,7 +160,7 @@ class _Parser:
         nxt = self.peek()
         if nxt is None or nxt[:2] == ("op", ","):
             return Requirement(key, "exists")
-        kind, value, _ = self.take()
+        kind, value, _ = self.take("an operator")
         if kind == "op" and value in ("=", "==", "!="):
             op = "!=" if value == "!=" else "="
             return Requirement(key, op, (self.word(f"a value after {value!r}"),))
@@ -169,12 +170,12 @@ class _Parser:
         raise self.error(f"expected '=', '!=', 'in' or 'notin' after {key!r}, found {value!r}")
 
     def value_set(self) -> tuple[str, ...]:
-        if self.take()[:2] != ("op", "("):
+        if self.take("'(' to open a set of values")[:2] != ("op", "("):
             self.i -= 1
             raise self.error("expected '(' to open a set of values")
         values = [self.word("a value")]
         while True:
-            kind, value, _ = self.take()
+            kind, value, _ = self.take("',' or ')' to close a set of values")
             if (kind, value) == ("op", ")"):
                 return tuple(values)
             if (kind, value) != ("op", ","):

@@ -1,0 +1,54 @@
+"""A fleet in this process: a scheduler and edge sites as Dask servers on one
+event loop, through Dask's ``SpecCluster`` (which, unlike ``LocalCluster``,
+lets every site have its own labels, datasets and GPUs).
+
+Used by the embedded demo and the tests; real fleets run ``jupyter-edge
+scheduler`` and ``jupyter-edge worker`` on their own machines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .site.dataset import DatasetDeclaration
+
+
+@dataclass
+class SiteSpec:
+    """One site of a local fleet."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+    datasets: list[DatasetDeclaration] = field(default_factory=list)
+    nthreads: int = 1
+
+
+def site_worker_spec(site: SiteSpec, storage_options: dict | None = None) -> dict:
+    """The SpecCluster entry that starts ``site`` (also for adding one later)."""
+    from distributed import Worker
+
+    from .site.plugin import EdgeSitePlugin
+
+    plugin = EdgeSitePlugin(labels=site.labels, datasets=site.datasets, gpus=site.gpus or None,
+                            storage_options=storage_options)
+    return {"cls": Worker, "options": {
+        "name": site.name, "nthreads": site.nthreads, "host": "127.0.0.1", "dashboard": False,
+        "resources": plugin.resources, "plugins": {plugin},
+    }}
+
+
+def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str | None = None,
+                  asynchronous: bool = False, storage_options: dict | None = None,
+                  name: str = "jupyter-edge fleet"):
+    """A ``SpecCluster`` with the edge scheduler plugin and one worker per site."""
+    from distributed import Scheduler, SpecCluster
+
+    from .scheduler import EdgeSchedulerPlugin
+
+    workers = {site.name: site_worker_spec(site, storage_options) for site in sites}
+    scheduler = {"cls": Scheduler, "options": {
+        "host": "127.0.0.1", "port": port, "dashboard": False, "scheduler_file": scheduler_file,
+        "plugins": [EdgeSchedulerPlugin()],
+    }}
+    return SpecCluster(workers=workers, scheduler=scheduler, asynchronous=asynchronous, name=name)

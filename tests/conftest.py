@@ -1,0 +1,134 @@
+"""Fixtures: real fleets, in this process (fast) or as CLI subprocesses (end to end)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from jupyter_edge import Fleet
+from jupyter_edge.local import SiteSpec, local_cluster
+from jupyter_edge.site.dataset import DatasetDeclaration
+
+
+def write_sensors(folder, site: str, rows: int = 50) -> str:
+    """A small Parquet shard whose values say which site wrote them."""
+    os.makedirs(folder, exist_ok=True)
+    pd.DataFrame({
+        "device": [f"{site}-{i % 3}" for i in range(rows)],
+        "value": [float(i) for i in range(rows)],
+        "site": site,
+    }).to_parquet(os.path.join(folder, "part-0.parquet"), index=False)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def mixed_sites(tmp_path_factory):
+    """berlin, paris (eu), boston (us, 2 GPUs declared), tokyo (ap).
+
+    ``sensors``: own shards at berlin, paris, boston; ``weather``: shard ``eu``
+    replicated at berlin and paris, shard ``us`` at boston.
+    """
+    root = tmp_path_factory.mktemp("sites")
+    eu_weather = root / "weather-eu"
+    us_weather = root / "weather-us"
+    for folder in (eu_weather, us_weather):
+        folder.mkdir()
+        (folder / "rain.csv").write_text("day,mm\n1,3\n2,5\n")
+
+    def sensors(name):
+        return DatasetDeclaration("sensors", write_sensors(root / name / "sensors", name), name)
+
+    return [
+        SiteSpec("berlin", {"region": "eu", "tier": "factory"},
+                 datasets=[sensors("berlin"), DatasetDeclaration("weather", str(eu_weather), "eu")]),
+        SiteSpec("paris", {"region": "eu", "tier": "store"},
+                 datasets=[sensors("paris"), DatasetDeclaration("weather", str(eu_weather), "eu")]),
+        SiteSpec("boston", {"region": "us", "tier": "hospital"}, gpus=2,
+                 datasets=[sensors("boston"), DatasetDeclaration("weather", str(us_weather), "us")]),
+        SiteSpec("tokyo", {"region": "ap"}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def fleet(mixed_sites):
+    """A real scheduler and four real sites in this process, and a Fleet on them."""
+    cluster = local_cluster(mixed_sites)
+    from distributed import Client
+
+    client = Client(cluster, set_as_default=False)
+    fleet = Fleet(client)
+    fleet.wait_for_sites(len(mixed_sites))
+    yield fleet
+    fleet.close()
+    cluster.close()
+
+
+# --- subprocess fleets through the CLI -------------------------------------
+
+
+class CliFleet:
+    """``jupyter-edge scheduler`` and ``jupyter-edge worker`` processes."""
+
+    def __init__(self, tmp_path, env: dict | None = None):
+        self.tmp_path = tmp_path
+        self.scheduler_file = str(tmp_path / "fleet.json")
+        self.env = {**os.environ, **(env or {})}
+        self.sites: dict[str, subprocess.Popen] = {}
+        self.scheduler = self._start(["scheduler", "--port", "0", "--host", "127.0.0.1",
+                                      "--scheduler-file", self.scheduler_file], "scheduler")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.scheduler_file):
+            assert self.scheduler.poll() is None, "the scheduler exited at start"
+            assert time.monotonic() < deadline, "the scheduler did not write its file in 30s"
+            time.sleep(0.05)
+
+    def _start(self, args, name, env=None) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{name}.log", "wb")
+        return subprocess.Popen([sys.executable, "-m", "jupyter_edge.cli", *args], stdout=log,
+                                stderr=subprocess.STDOUT, env=env or self.env)
+
+    def add_site(self, name, *flags, env=None) -> subprocess.Popen:
+        env = {**self.env, **(env or {})}
+        proc = self._start(["worker", "--scheduler-file", self.scheduler_file, "--name", name,
+                            "--host", "127.0.0.1", *flags], name, env)
+        self.sites[name] = proc
+        return proc
+
+    def log(self, name) -> str:
+        return (self.tmp_path / f"{name}.log").read_text(errors="replace")
+
+    def connect(self, count: int) -> Fleet:
+        fleet = Fleet.connect(scheduler_file=self.scheduler_file)
+        fleet.wait_for_sites(count, timeout=60)
+        return fleet
+
+    def close(self) -> None:
+        for proc in [*self.sites.values(), self.scheduler]:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.terminate()
+        for proc in [*self.sites.values(), self.scheduler]:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@pytest.fixture
+def cli_fleet(tmp_path):
+    fleets = []
+
+    def start(env=None) -> CliFleet:
+        fleets.append(CliFleet(tmp_path, env))
+        return fleets[-1]
+
+    yield start
+    for f in fleets:
+        f.close()

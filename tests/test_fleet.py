@@ -1,0 +1,170 @@
+"""The Fleet API on a real in-process fleet with a mixed set of sites."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from jupyter_edge import JobError, PlacementError, State
+
+
+# Module-level functions of a test module would be pickled by reference and the
+# sites cannot import this module; a lambda travels by value, as notebook code does.
+whoami = lambda site: site.name  # noqa: E731
+
+
+def test_sites_and_datasets_reported(fleet):
+    sites = {s.name: s for s in fleet.sites()}
+    assert set(sites) == {"berlin", "paris", "boston", "tokyo"}
+    assert sites["berlin"].labels == {"region": "eu", "tier": "factory"}
+    assert sites["boston"].gpu_count == 2 and sites["boston"].gpu_state == "declared"
+    assert sites["tokyo"].gpu_count == 0 and sites["tokyo"].gpu_state == "none"
+    assert sites["berlin"].datasets["sensors"].files == 1
+    assert sites["berlin"].datasets["sensors"].bytes > 0
+    assert "distributed" in sites["paris"].versions and "python" in sites["paris"].versions
+    datasets = fleet.datasets()
+    assert datasets["weather"].shards == {"eu": ["berlin", "paris"], "us": ["boston"]}
+    assert datasets["sensors"].sites == ["berlin", "boston", "paris"]
+
+
+def test_dataset_runs_once_per_shard_on_its_holder(fleet):
+    res = fleet.run(lambda dataset, site: (site.name, set(dataset.read_parquet().site)), data="sensors")
+    assert res.ok, res.errors
+    assert dict(res) == {name: (name, {name}) for name in ("berlin", "paris", "boston")}
+
+
+def test_where_narrows_the_shards(fleet):
+    res = fleet.run(whoami, data="sensors", where="region=eu")
+    assert sorted(res) == ["berlin", "paris"]
+
+
+def test_replicas_give_one_execution_per_shard(fleet):
+    res = fleet.run(lambda dataset: dataset.shard, data="weather")
+    shards = sorted(res.values())
+    assert shards == ["eu", "us"], f"expected one execution per shard, got {dict(res)}"
+    assert len(res.executions) == 2
+
+
+def test_named_sites_and_no_dataset(fleet):
+    res = fleet.run(lambda dataset, site: (dataset, site.name), sites=["tokyo", "paris"])
+    assert dict(res) == {"tokyo": (None, "tokyo"), "paris": (None, "paris")}
+
+
+def test_gpu_request_lands_only_where_gpus_are(fleet):
+    def visible(site):
+        import os
+        return os.environ.get("CUDA_VISIBLE_DEVICES"), [g["index"] for g in site.gpus]
+
+    res = fleet.run(visible, gpus=1)
+    assert list(res) == ["boston"], "a GPU request must never land on a site without one"
+    devices, held = res["boston"]
+    assert devices in ("0", "1") and held == [int(devices)]
+    res = fleet.run(visible, gpus=2)
+    assert res["boston"][0] in ("0,1", "1,0")
+
+
+def test_gpu_request_nobody_can_satisfy_fails_at_once(fleet):
+    before = len(fleet.jobs())
+    with pytest.raises(PlacementError, match="no site has 3 GPUs"):
+        fleet.submit(whoami, gpus=3)
+    with pytest.raises(PlacementError, match="none matches region=eu and 1 GPU"):
+        fleet.submit(whoami, data="sensors", where="region=eu", gpus=1)
+    assert len(fleet.jobs()) == before, "an unsatisfiable request must not register a job"
+
+
+def test_no_target_and_unknown_names(fleet):
+    with pytest.raises(PlacementError, match="no target"):
+        fleet.submit(whoami)
+    with pytest.raises(PlacementError, match="did you mean 'sensors'"):
+        fleet.submit(whoami, data="sensros")
+    with pytest.raises(PlacementError, match="no site named 'lisbon'"):
+        fleet.submit(whoami, sites=["lisbon"])
+
+
+def test_one_failure_keeps_the_other_results(fleet):
+    def maybe_fail(site):
+        if site.name == "paris":
+            raise RuntimeError("sensor bus down at paris")
+        return site.name.upper()
+
+    res = fleet.run(maybe_fail, where="region=eu")
+    assert dict(res) == {"berlin": "BERLIN"}
+    assert not res.ok
+    assert list(res.errors) == ["paris"]
+    ex = res.executions["paris"]
+    assert ex.state == State.FAILED and ex.error_type == "RuntimeError"
+    assert "sensor bus down at paris" in ex.error and "maybe_fail" in ex.error, ex.error
+    with pytest.raises(JobError, match=r"\[paris\] failed: RuntimeError: sensor bus down"):
+        res.raise_for_errors()
+
+
+def test_outputs_are_captured_per_execution(fleet):
+    def noisy(site):
+        import os
+        import sys
+        import threading
+
+        print("python print from", site.name)
+        os.write(1, f"C-level write from {site.name}\n".encode())
+        print("to stderr", file=sys.stderr)
+        t = threading.Thread(target=lambda: print("from a thread at", site.name))
+        t.start()
+        t.join()
+        return 1
+
+    res = fleet.run(noisy, where="region=eu")
+    for name in ("berlin", "paris"):
+        stdout = "".join(o["text"] for o in res.outputs[name] if o["name"] == "stdout")
+        stderr = "".join(o["text"] for o in res.outputs[name] if o["name"] == "stderr")
+        assert f"python print from {name}" in stdout
+        assert f"C-level write from {name}" in stdout
+        assert f"from a thread at {name}" in stdout
+        other = "paris" if name == "berlin" else "berlin"
+        assert other not in stdout, "one execution's output must not leak into another's"
+        assert stderr == "to stderr\n"
+
+
+def test_job_result_frame_and_registry(fleet):
+    res = fleet.run(lambda dataset: dataset.read_parquet().groupby("device").value.mean(), data="sensors",
+                    where="region=eu")
+    frame = res.to_frame()
+    assert set(frame.site) == {"berlin", "paris"}
+    assert len(frame) == 6 and "value" in frame.columns
+    record = fleet.job(res.job)
+    assert record.state == "done"
+    assert {ex.site for ex in record.executions} == {"berlin", "paris"}
+    assert all(ex.started and ex.ended and ex.bytes_returned > 0 for ex in record.executions)
+    scalars = fleet.run(lambda: 3, sites=["tokyo"]).to_frame()
+    assert scalars.to_dict("records") == [{"site": "tokyo", "value": 3}]
+
+
+def test_result_over_the_limit_fails_with_size_and_cap(fleet):
+    import dask.config
+
+    with dask.config.set({"edge.result-limit": "10kB"}):
+        res = fleet.run(lambda: b"x" * 50_000, sites=["tokyo"])
+    ex = res.executions["tokyo"]
+    assert ex.state == State.FAILED and ex.error_type == "ResultTooLarge"
+    assert "10,000 bytes" in ex.error and "50,0" in ex.error, ex.error
+    assert ex.bytes_returned == 0
+
+
+def test_args_kwargs_and_submit(fleet):
+    job = fleet.submit(lambda a, b=0, site=None: (a, b, site.name), 1, sites=["berlin"], kwargs={"b": 2})
+    assert job.wait(60), "the job did not finish in 60 s"
+    assert dict(job.result()) == {"berlin": (1, 2, "berlin")}
+    assert [ex.state for ex in job.executions] == [State.DONE]
+
+
+def test_bad_arguments_are_clear(fleet):
+    with pytest.raises(ValueError, match="gpus must be"):
+        fleet.submit(whoami, gpus=-1)
+    with pytest.raises(ValueError, match="bad selector"):
+        fleet.submit(whoami, where="region=")
+    with pytest.raises(ValueError, match="timeout must be"):
+        fleet.submit(whoami, all=True, timeout=0)
+
+
+def test_dataframe_values_travel(fleet):
+    res = fleet.run(lambda dataset: dataset.read_parquet().head(2), data="sensors", sites=["boston"])
+    assert isinstance(res["boston"], pd.DataFrame) and list(res["boston"].site) == ["boston", "boston"]
