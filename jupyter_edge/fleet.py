@@ -44,6 +44,7 @@ class Fleet:
     def __init__(self, client: Client, *, cluster=None):
         self.client = client
         self.cluster = cluster  # an embedded fleet this object owns (Fleet.demo)
+        self.address = client.scheduler.address
         self._ensure_scheduler_plugin()
 
     @classmethod
@@ -85,10 +86,6 @@ class Fleet:
 
     def _call(self, op: str, **kwargs):
         return self.client.sync(getattr(self.client.scheduler, op), **kwargs)
-
-    @property
-    def address(self) -> str:
-        return self.client.scheduler.address
 
     def close(self) -> None:
         self.client.close()

@@ -95,7 +95,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             try:
                 recommendations.update(self.scheduler.transition(
                     ex.key, "erred", exception=pickle_dumps(SiteLost(name, reason)), cause=ex.key,
-                    stimulus_id=stimulus_id, worker=address,
+                    stimulus_id=stimulus_id,
                 ))
             except Exception:  # a task in a state Dask cannot err from: release it instead
                 logger.exception("could not fail task %s of lost site %s", ex.key, name)
