@@ -324,6 +324,71 @@ def measure_rpc(fleet, n: int) -> dict:
     return {"bare scheduler RPC (get_metadata)": summary(bare), "edge_catalog RPC": summary(cat)}
 
 
+# --- CPU accounting (process fleet, Linux) ---------------------------------------------
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, user+system CPU seconds), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def _cpu_by_role(scheduler_pid: int, worker_pids: set[int]) -> dict[str, float]:
+    table = _proc_table()
+    roles = {"client (this process)": 0.0, "scheduler": 0.0, "workers": 0.0, "runners": 0.0}
+    for pid, (ppid, cpu) in table.items():
+        if pid == os.getpid():
+            roles["client (this process)"] += cpu
+        elif pid == scheduler_pid:
+            roles["scheduler"] += cpu
+        elif pid in worker_pids:
+            roles["workers"] += cpu
+        elif ppid in worker_pids:
+            roles["runners"] += cpu
+    return roles
+
+
+def measure_cpu(cluster, fleet, client, names, addrs, k, n, gap) -> dict | None:
+    """CPU milliseconds per round trip, by role, for each mode (``n`` isolated
+    calls at fan-out ``k``; the idle baseline over the same wall time is taken off)."""
+    if not isinstance(cluster, ProcessFleet) or not os.path.isdir("/proc/self"):
+        return None
+    pids = cluster.pids()
+    sched, workers = pids["scheduler"], {p for name, p in pids.items() if name != "scheduler"}
+    out = {}
+    for mode in ("idle", "plain", "fleet"):
+        before, t0 = _cpu_by_role(sched, workers), perf_counter()
+        for _ in range(n):
+            time.sleep(gap)
+            if mode == "plain":
+                plain_round_trip(client, addrs[:k])
+            elif mode == "fleet":
+                fleet_round_trip(fleet, names[:k])
+        if mode == "idle":
+            time.sleep(0.05 * n)
+        after, wall = _cpu_by_role(sched, workers), perf_counter() - t0
+        out[mode] = {role: (after[role] - before[role]) for role in after}
+        out[mode]["_wall"] = wall
+    idle_rate = {role: v / out["idle"]["_wall"] for role, v in out["idle"].items() if role != "_wall"}
+    result = {}
+    for mode in ("plain", "fleet"):
+        wall = out[mode]["_wall"]
+        result[mode] = {role: max(0.0, (v - idle_rate[role] * wall)) * 1000 / n
+                        for role, v in out[mode].items() if role != "_wall"}
+        result[mode]["total"] = sum(result[mode].values())
+    return result
+
+
 # --- phase breakdown (instrumented, after the main measurement) ----------------------
 
 
@@ -496,6 +561,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT", help="save every figure (and the raw samples) as JSON")
     ap.add_argument("--hop-repeat", type=int, default=200, help="runner-hop repetitions (default 200)")
     ap.add_argument("--breakdown-repeat", type=int, default=20, help="instrumented runs per fan-out (default 20)")
+    ap.add_argument("--cpu-repeat", type=int, default=20, help="calls per mode for the CPU accounting (default 20)")
     ap.add_argument("--no-breakdown", action="store_true", help="skip the instrumented phase breakdown")
     ap.add_argument("--gap", type=float, default=25,
                     help="ms of idle before each isolated call (default 25: Dask's client stream batches "
@@ -573,12 +639,13 @@ def main(argv=None) -> int:
         sched_raw = client.run_on_scheduler(_scheduler_submit_cost, names=names[:max(fanouts)], n=50)
         sched_cost = {k: summary(v) for k, v in sched_raw.items()}
         rpc = measure_rpc(fleet, 50)
+        cpu = measure_cpu(cluster, fleet, client, names, addrs, max(fanouts), args.cpu_repeat, gap)
         breakdown = None if args.no_breakdown else measure_breakdown(
             fleet, client, names, addrs, sorted({fanouts[0], fanouts[-1]}), args.breakdown_repeat, gap)
         cluster.check_alive()
         total_s = perf_counter() - began
 
-        report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, breakdown, measure_s, total_s)
+        report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, breakdown, measure_s, total_s)
         if args.json:
             with open(args.json, "w") as out:
                 json.dump({
@@ -595,6 +662,7 @@ def main(argv=None) -> int:
                                                 for k, d in (back_to_back or {}).items()},
                     "runner_hop_local": local_hop, "runner_hop_in_site": site_hop,
                     "scheduler_submit_cost": sched_cost, "rpc": rpc,
+                    "cpu_ms_per_round_trip": cpu,
                     "breakdown_p50_ms": {str(k): v for k, v in (breakdown or {}).items()},
                     "measure_s": measure_s, "total_s": total_s,
                 }, out, indent=2)
@@ -618,7 +686,7 @@ def table(rows: list[dict]) -> None:
               f"{r['ratio_p50']:9.2f} {r['ratio_p90']:5.2f} | {r['extra_p50_ms']:7.2f} | {verdict}")
 
 
-def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, breakdown, measure_s, total_s) -> None:
+def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, breakdown, measure_s, total_s) -> None:
     mode = "in-process sites" if args.inprocess else "process sites (1 thread + 1 runner each)"
     print(f"\njupyter-edge Fleet.run vs plain Dask: {args.sites} {mode}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, distributed {distributed.__version__}")
@@ -645,6 +713,15 @@ def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, breakdown
     block(f"scheduler side of edge_submit, {max(r['fanout'] for r in rows)} named sites "
           "(timed on the scheduler):", sched_cost)
     block("scheduler RPC round trips from the client:", rpc)
+    if cpu:
+        k = max(r["fanout"] for r in rows)
+        print(f"\nCPU per round trip at fan-out {k}, by process (ms of CPU, idle baseline taken off; "
+              f"{args.cpu_repeat} isolated calls each):")
+        roles = list(cpu["plain"])
+        print(f"  {'':<24}" + "".join(f"{r.split(' ')[0]:>11}" for r in roles))
+        for mode in ("plain", "fleet"):
+            print(f"  {'plain Dask' if mode == 'plain' else 'Fleet.run':<24}"
+                  + "".join(f"{cpu[mode][r]:11.2f}" for r in roles))
     if breakdown:
         for k, b in breakdown.items():
             print(f"\nphases at fan-out {k}, p50 of {args.breakdown_repeat} instrumented isolated runs (ms; "

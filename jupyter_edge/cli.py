@@ -31,7 +31,9 @@ def _liveness_settings() -> dict:
     return {"distributed.scheduler.worker-ttl": f"{2 * config.seconds('liveness')}s"}
 
 
-async def _serve_until_signal(server) -> None:
+async def _until_signal_or_finished(server) -> None:
+    """Return on Ctrl-C/SIGTERM or when ``server`` finishes by itself; the
+    caller closes what it started, in its own order."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -39,8 +41,6 @@ async def _serve_until_signal(server) -> None:
     finished = asyncio.ensure_future(server.finished())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait([finished, stopping], return_when=asyncio.FIRST_COMPLETED)
-    if not finished.done():
-        await server.close()
     stopping.cancel()
 
 
@@ -62,7 +62,8 @@ def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_addres
                                dashboard_address=dashboard_address, plugins=[EdgeSchedulerPlugin()])
             await server
             click.echo(f"jupyter-edge scheduler at {server.address}", err=True)
-            await _serve_until_signal(server)
+            await _until_signal_or_finished(server)
+            await server.close()
 
     asyncio.run(run())
 
@@ -102,10 +103,12 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
 
     async def run() -> None:
         server = Worker(address, scheduler_file=scheduler_file, name=name, nthreads=nthreads,
-                        host=host, dashboard=False, resources=plugin.resources, plugins={plugin})
+                        host=host, dashboard=False, dashboard_address=":0",
+                        resources=plugin.resources, plugins={plugin})
         await server
         click.echo(f"site {name} at {server.address} joined {server.scheduler.address}", err=True)
-        await _serve_until_signal(server)
+        await _until_signal_or_finished(server)
+        await server.close()
 
     asyncio.run(run())
 
@@ -154,7 +157,7 @@ def demo(count, data_dir, port, scheduler_file, lab, no_s3) -> None:
         click.echo(f"  connect: Fleet.connect({address!r})   or   export {config.SCHEDULER_ENV}={address}")
         lab_process = _start_lab(address) if lab else None
         try:
-            await _serve_until_signal(cluster.scheduler)
+            await _until_signal_or_finished(cluster.scheduler)
         finally:
             if lab_process is not None:
                 lab_process.terminate()

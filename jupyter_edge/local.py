@@ -34,14 +34,16 @@ def site_worker_spec(site: SiteSpec, storage_options: dict | None = None) -> dic
                             storage_options=storage_options)
     return {"cls": Worker, "options": {
         "name": site.name, "nthreads": site.nthreads, "host": "127.0.0.1", "dashboard": False,
+        "dashboard_address": ":0",
         "resources": plugin.resources, "plugins": {plugin},
     }}
 
 
 def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str | None = None,
                   asynchronous: bool = False, storage_options: dict | None = None,
-                  name: str = "jupyter-edge fleet"):
-    """A ``SpecCluster`` with the edge scheduler plugin and one worker per site."""
+                  name: str = "jupyter-edge fleet", scheduler_plugin: bool = True):
+    """A ``SpecCluster`` with the edge scheduler plugin (unless told not to:
+    a Fleet installs it on first contact) and one worker per site."""
     from distributed import Scheduler, SpecCluster
 
     from .scheduler import EdgeSchedulerPlugin
@@ -49,6 +51,6 @@ def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str |
     workers = {site.name: site_worker_spec(site, storage_options) for site in sites}
     scheduler = {"cls": Scheduler, "options": {
         "host": "127.0.0.1", "port": port, "dashboard": False, "scheduler_file": scheduler_file,
-        "plugins": [EdgeSchedulerPlugin()],
+        "plugins": [EdgeSchedulerPlugin()] if scheduler_plugin else [],
     }}
     return SpecCluster(workers=workers, scheduler=scheduler, asynchronous=asynchronous, name=name)

@@ -118,6 +118,9 @@ class RunnerPool:
         try:
             runner.wait_ready(60)
         except Exception:
+            if self._closed:  # the site is shutting down; nothing to replace
+                runner.close()
+                return
             logger.exception("a runner failed to start; trying another")
             runner.close()
             self._all.discard(runner)
