@@ -19,7 +19,7 @@ class SiteSpec:
 
     name: str
     labels: dict[str, str] = field(default_factory=dict)
-    gpus: int = 0
+    gpus: int | str = 0  # a count declared by hand, or "auto" (NVML)
     datasets: list[DatasetDeclaration] = field(default_factory=list)
     nthreads: int = 1
 

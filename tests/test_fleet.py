@@ -168,3 +168,41 @@ def test_bad_arguments_are_clear(fleet):
 def test_dataframe_values_travel(fleet):
     res = fleet.run(lambda dataset: dataset.read_parquet().head(2), data="sensors", sites=["boston"])
     assert isinstance(res["boston"], pd.DataFrame) and list(res["boston"].site) == ["boston", "boston"]
+
+
+def test_rescans_update_the_catalog_and_sites_join_and_leave(tmp_path):
+    import time
+
+    import dask.config
+    from distributed import Client
+
+    from jupyter_edge import Fleet
+    from jupyter_edge.local import SiteSpec, local_cluster
+    from jupyter_edge.site.dataset import DatasetDeclaration
+
+    folder = tmp_path / "shard"
+    folder.mkdir()
+    (folder / "a.csv").write_text("x\n1\n")
+    with dask.config.set({"edge.rescan-interval": "0.2s"}):
+        cluster = local_cluster([SiteSpec("lisbon", datasets=[DatasetDeclaration("logs", str(folder), "lisbon")])])
+        with Fleet(Client(cluster, set_as_default=False)) as fleet:
+            fleet.wait_for_sites(1)
+            assert fleet.datasets()["logs"].files == 1
+            (folder / "b.csv").write_text("x\n2\n3\n")
+            deadline = time.monotonic() + 20
+            while fleet.datasets()["logs"].files != 2:
+                assert time.monotonic() < deadline, "the rescan never reported the new file"
+                time.sleep(0.1)
+            assert fleet.datasets()["logs"].bytes == len("x\n1\n") + len("x\n2\n3\n")
+
+            from jupyter_edge.local import site_worker_spec
+
+            cluster.worker_spec["porto"] = site_worker_spec(SiteSpec("porto", {"region": "eu"}))
+            cluster.scale(2)
+            assert sorted(s.name for s in fleet.wait_for_sites(2)) == ["lisbon", "porto"]
+            cluster.scale(1)
+            deadline = time.monotonic() + 20
+            while len(fleet.sites()) != 1:
+                assert time.monotonic() < deadline, "a site that left is still in the catalog"
+                time.sleep(0.1)
+        cluster.close()
