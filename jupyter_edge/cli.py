@@ -176,7 +176,9 @@ def _start_lab(address: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "jupyterlab", "--no-browser"]
     if os.geteuid() == 0:
         args.append("--allow-root")
-    return subprocess.Popen(args, env=env)
+    # Its own session: a Ctrl-C meant for the demo must not reach JupyterLab's
+    # "shut down? (y/n)" prompt; the demo stops it itself.
+    return subprocess.Popen(args, env=env, start_new_session=True)
 
 
 if __name__ == "__main__":
