@@ -21,7 +21,7 @@ from distributed.client import Future
 
 from . import config
 from .catalog import Catalog, DatasetInfo, Site
-from .jobs import TERMINAL, Execution, JobRecord, SiteLost, State
+from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import PlacementError, Request
 from .result import JobResult
 from .scheduler import EdgeSchedulerPlugin
@@ -381,9 +381,10 @@ class Job:
 
     @property
     def state(self) -> str:
-        states = {ex.state for ex in self._by_id.values()}
-        return "running" if not self.done() or not states <= TERMINAL else \
-            JobRecord(self.id, self.source, {}, "", 0, self.executions).state
+        """``running``, then the job's outcome as the registry names it."""
+        if not self.done():
+            return "running"
+        return JobRecord(self.id, self.source, {}, "", 0, self.executions).state
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.state}: {len(self._by_id)} execution(s), {self.request.describe()}>"

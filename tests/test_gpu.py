@@ -73,8 +73,16 @@ def test_gpu_execution_sees_only_its_gpu(tmp_path):
     cluster = local_cluster([SiteSpec("gpu-site", gpus="auto"), SiteSpec("cpu-site")])
     with Fleet(Client(cluster, set_as_default=False)) as fleet:
         fleet.wait_for_sites(2)
-        site = {s.name: s for s in fleet.sites()}["gpu-site"]
-        assert site.gpu_state == "nvml" and site.gpus[0].memory_total
+        import time
+
+        deadline = time.monotonic() + 30
+        while True:  # live samples ride on the site's heartbeats
+            site = {s.name: s for s in fleet.sites()}["gpu-site"]
+            if site.gpus and site.gpus[0].utilization is not None:
+                break
+            assert time.monotonic() < deadline, f"no live GPU sample in 30 s: {site.gpus}"
+            time.sleep(0.2)
+        assert site.gpu_state == "nvml" and site.gpus[0].memory_total and site.gpus[0].memory_used is not None
 
         def visible(site):
             import os
