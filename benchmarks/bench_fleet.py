@@ -21,6 +21,8 @@ It then measures where Fleet's extra time goes:
   whole ``EdgeSitePlugin.execute``), against calling the function inline;
 * the scheduler side of ``edge_submit`` (catalog + placement, timed on the
   scheduler) and a bare scheduler RPC round trip;
+* CPU milliseconds per round trip at the largest fan-out, by process (client,
+  scheduler, workers, runners; from /proc, process fleet only);
 * a phase breakdown of ``Fleet.run`` as the client sees it (prepare,
   ``edge_submit`` RPC, launch, wait for the tasks, supervisor wake-up, gather,
   hand back), next to the same phases of plain Dask. The breakdown
