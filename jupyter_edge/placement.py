@@ -9,7 +9,7 @@ why each candidate was turned down.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, Site
@@ -124,10 +124,13 @@ class Placement:
     targets: tuple[Target, ...]
 
 
-def place(request: Request, catalog: Catalog, exclude: Iterable[str] = ()) -> Placement:
+def place(request: Request, catalog: Catalog, exclude: Iterable[str] = (),
+          load: Mapping[str, int] | None = None) -> Placement:
     """Decide where ``request`` runs, or raise :class:`PlacementError`.
 
-    ``exclude`` names sites not to use (a retry avoiding a lost replica).
+    ``exclude`` names sites not to use (a retry avoiding a lost replica);
+    ``load`` (site -> executions in flight) overrides the catalog's counts when
+    choosing among replicas.
     """
     if not request.has_target:
         raise PlacementError(
@@ -138,7 +141,7 @@ def place(request: Request, catalog: Catalog, exclude: Iterable[str] = ()) -> Pl
     if request.sites is not None:
         targets = _place_named(request, catalog, excluded)
     elif request.data is not None:
-        targets = _place_dataset(request, catalog, excluded)
+        targets = _place_dataset(request, catalog, excluded, load)
     else:
         targets = _place_matching(request, catalog, excluded)
     return Placement(request, tuple(targets))
@@ -208,7 +211,8 @@ def _place_named(request: Request, catalog: Catalog, excluded: frozenset[str]) -
     return targets
 
 
-def _place_dataset(request: Request, catalog: Catalog, excluded: frozenset[str]) -> list[Target]:
+def _place_dataset(request: Request, catalog: Catalog, excluded: frozenset[str],
+                   load: Mapping[str, int] | None) -> list[Target]:
     name = request.data
     shards = catalog.holders(name)
     if not shards:
@@ -220,7 +224,7 @@ def _place_dataset(request: Request, catalog: Catalog, excluded: frozenset[str])
             wanted = ", ".join(repr(s) for s in request.shards)
             plural = "s" if len(request.shards) != 1 else ""
             raise PlacementError(f"no site holds shard{plural} {wanted} of {name!r}")
-    load = {s.name: s.running for s in catalog}
+    load = {s.name: (s.running if load is None else load.get(s.name, 0)) for s in catalog}
     targets, rejected = [], []
     for shard, holders in sorted(shards.items()):
         fit = []

@@ -1,16 +1,21 @@
 """The scheduler plugin: the fleet's catalog and job registry.
 
 Sites report themselves on the ``edge-site`` topic and their executions on
-``edge-execution``; clients place jobs through the ``edge_submit`` handler, so
-placement sees the fleet-wide load, and read the catalog and jobs through
-``edge_catalog``/``edge_jobs``/``edge_job``. A site that leaves, or stays silent
-longer than ``edge.liveness``, has its unfinished executions failed as ``lost``.
+``edge-execution``; clients register jobs on ``edge-job`` (on the same stream
+as, and just before, the jobs' tasks, so registering costs no round trip) and
+read the catalog and jobs through the ``edge_catalog``/``edge_jobs``/``edge_job``
+handlers. Every change to what placement depends on is announced on
+``edge-catalog``, so clients can keep a cached catalog.
+
+A site that leaves, or stays silent longer than ``edge.liveness``, has its
+unfinished executions marked ``lost`` and their tasks failed with
+:class:`~jupyter_edge.jobs.SiteLost`, so they never run again, there or
+anywhere.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections import OrderedDict
 
@@ -21,10 +26,14 @@ from tornado.ioloop import PeriodicCallback
 from . import config
 from .catalog import Catalog, Site
 from .jobs import TERMINAL, Execution, JobRecord, SiteLost, State
-from .placement import PlacementError, Request, place
 from .site.plugin import EXECUTION_TOPIC, KEY_PREFIX, SITE_TOPIC
 
 logger = logging.getLogger(__name__)
+
+JOB_TOPIC = "edge-job"
+CATALOG_TOPIC = "edge-catalog"
+
+_LOST_REASON = "it left the fleet or stopped answering while the execution was unfinished"
 
 
 class EdgeSchedulerPlugin(SchedulerPlugin):
@@ -35,13 +44,13 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         self.reports: dict[str, dict] = {}  # worker address -> the site's last report
         self.jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self.executions: dict[str, Execution] = {}  # unfinished, by id
+        self.catalog_version = 0
         self.scheduler = None
 
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
         scheduler.handlers.update({
             "edge_catalog": self.handle_catalog,
-            "edge_submit": self.handle_submit,
             "edge_jobs": self.handle_jobs,
             "edge_job": self.handle_job,
         })
@@ -60,47 +69,97 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             address = msg.get("worker") or msg["site"]["address"]
             if address in self.scheduler.workers:
                 self.reports[address] = msg["site"]
+                self._catalog_changed()
         elif topic == EXECUTION_TOPIC:
             execution = self.executions.get(msg.get("execution"))
             if execution is not None:
                 execution.apply(msg)
                 if execution.finished:
                     self.executions.pop(execution.id, None)
+        elif topic == JOB_TOPIC:
+            self._register(msg)
+
+    def _register(self, msg: dict) -> None:
+        """A client's job (``op: register``) or a retry added to it (``op: extend``)."""
+        if msg.get("op") == "register":
+            record = JobRecord.from_dict(msg["job"])
+            self.jobs[record.id] = record
+            self._forget_old_jobs()
+            executions = record.executions
+        else:
+            record = self.jobs.get(msg["job"])
+            if record is None:
+                return
+            executions = [Execution.from_dict(e) for e in msg["executions"]]
+            record.executions.extend(executions)
+        for ex in executions:
+            if ex.finished:
+                continue
+            self.executions[ex.id] = ex
+            if ex.address not in self.scheduler.workers:  # placed from a catalog older than a departure
+                self._mark_lost(ex)
 
     def remove_worker(self, scheduler, worker: str, **kwargs) -> None:
         report = self.reports.pop(worker, None)
-        name = report["name"] if report else worker
-        self.lose_site(worker, name, kwargs.get("stimulus_id", "edge-remove-worker"))
+        if report is not None:
+            self._catalog_changed()
+        for ex in [ex for ex in self.executions.values() if ex.address == worker]:
+            self._mark_lost(ex)
+        # Their tasks now wait for a worker that is gone ("no-worker"):
+        # transition() below fails them.
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
-        # A client that cancels, times out or disconnects releases its tasks.
-        if finish == "forgotten" and isinstance(key, str) and key.startswith(KEY_PREFIX):
+        if not (isinstance(key, str) and key.startswith(KEY_PREFIX)):
+            return
+        if finish == "no-worker":
+            # Never from inside a transition: fail it once this one is done.
+            self.scheduler.loop.add_callback(self._fail_unrunnable, key)
+        elif finish == "erred":
+            # Dask-level failures (the site plugin missing, a task that could not
+            # be unpickled); the user's own errors come back as values instead.
+            execution = self.executions.pop(key[len(KEY_PREFIX):], None)
+            if execution is not None:
+                execution.apply({"state": State.FAILED, "ended": time.time(),
+                                 "error": kwargs.get("exception_text") or "the task failed at the site"})
+        elif finish == "forgotten":
+            # A client that cancels, times out or disconnects releases its tasks.
             execution = self.executions.pop(key[len(KEY_PREFIX):], None)
             if execution is not None:
                 execution.apply({"state": State.CANCELLED, "ended": time.time(),
                                  "error": "released by the notebook before it finished"})
 
-    def lose_site(self, address: str, name: str, stimulus_id: str) -> None:
-        """Fail the unfinished executions of a site that is gone, so that
-        their tasks can never run again, there or anywhere."""
-        lost = [ex for ex in self.executions.values() if ex.address == address]
-        recommendations = {}
-        for ex in lost:
-            reason = "it left the fleet or stopped answering while the execution was unfinished"
-            ex.apply({"state": State.LOST, "ended": time.time(), "error": str(SiteLost(name, reason))})
-            self.executions.pop(ex.id, None)
-            ts = self.scheduler.tasks.get(ex.key)
-            if ts is None or ts.state in ("memory", "erred", "forgotten"):
-                continue
-            try:
-                recommendations.update(self.scheduler.transition(
-                    ex.key, "erred", exception=pickle_dumps(SiteLost(name, reason)), cause=ex.key,
-                    stimulus_id=stimulus_id,
-                ))
-            except Exception:  # a task in a state Dask cannot err from: release it instead
-                logger.exception("could not fail task %s of lost site %s", ex.key, name)
-        if recommendations:
+    def _mark_lost(self, ex: Execution) -> None:
+        ex.apply({"state": State.LOST, "ended": time.time(), "error": str(SiteLost(ex.site, _LOST_REASON))})
+        self.executions.pop(ex.id, None)
+
+    def _fail_unrunnable(self, key: str) -> None:
+        """Fail an edge task whose site is gone, as Dask itself fails tasks
+        that outwait ``no-workers-timeout``."""
+        ts = self.scheduler.tasks.get(key)
+        if ts is None or ts.state != "no-worker":
+            return
+        restricted = ts.worker_restrictions or set()
+        if restricted & set(self.scheduler.workers):
+            return
+        ex = self._find(key[len(KEY_PREFIX):])
+        site = ex.site if ex else next(iter(restricted), "unknown")
+        if ex is not None:
+            self._mark_lost(ex)
+        stimulus_id = f"edge-site-lost-{time.time()}"
+        try:
+            recommendations = self.scheduler.transition(
+                key, "erred", exception=pickle_dumps(SiteLost(site, _LOST_REASON)), cause=key,
+                stimulus_id=stimulus_id)
             self.scheduler.transitions(recommendations, stimulus_id=stimulus_id)
+        except Exception:
+            logger.exception("could not fail task %s of lost site %s", key, site)
+
+    def _find(self, execution_id: str) -> Execution | None:
+        found = self.executions.get(execution_id)
+        if found is None:
+            record = self.jobs.get(execution_id.split(".", 1)[0])
+            found = next((ex for ex in record.executions if ex.id == execution_id), None) if record else None
+        return found
 
     async def check_liveness(self) -> None:
         """Remove sites silent for longer than ``edge.liveness`` (frozen, cut off)."""
@@ -114,6 +173,10 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 await self.scheduler.remove_worker(address, stimulus_id=f"edge-liveness-{now}", close=True)
 
     # --- the catalog ------------------------------------------------------
+
+    def _catalog_changed(self) -> None:
+        self.catalog_version += 1
+        self.scheduler.log_event(CATALOG_TOPIC, {"version": self.catalog_version})
 
     def catalog(self) -> Catalog:
         running: dict[str, int] = {}
@@ -136,47 +199,14 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         return Catalog(sites)
 
     def handle_catalog(self) -> dict:
-        return self.catalog().to_dict()
+        return {**self.catalog().to_dict(), "version": self.catalog_version}
 
     # --- jobs -------------------------------------------------------------
-
-    def handle_submit(self, request: dict, source: str, owner: str, exclude=(), job: str | None = None,
-                      attempt: int = 1) -> dict:
-        """Place a request and register its executions (pending) under a job.
-
-        With ``job``, add a retry (``attempt``) to that job instead of a new one.
-        """
-        try:
-            placement = place(Request.from_dict(request), self.catalog(), exclude=exclude)
-        except PlacementError as e:
-            return {"error": str(e)}
-        now = time.time()
-        record = self.jobs.get(job) if job else None
-        if record is None:
-            record = JobRecord(id=self._new_job_id(), source=source, request=request, owner=owner, created=now)
-            self.jobs[record.id] = record
-            self._forget_old_jobs()
-        new = []
-        for target in placement.targets:
-            ex = Execution(id=f"{record.id}.{len(record.executions)}", job=record.id, site=target.site,
-                           address=target.address, dataset=target.dataset, shard=target.shard,
-                           gpus=target.gpus, attempt=attempt, submitted=now)
-            record.executions.append(ex)
-            self.executions[ex.id] = ex
-            new.append(ex)
-        return {"job": record.id, "executions": [ex.to_dict(outputs=False) for ex in new]}
-
-    def _new_job_id(self) -> str:
-        while True:
-            job = secrets.token_hex(3)
-            if job not in self.jobs:
-                return job
 
     def _forget_old_jobs(self) -> None:
         keep = int(config.get("jobs.keep"))
         for job_id in list(self.jobs)[: max(0, len(self.jobs) - keep)]:
-            record = self.jobs[job_id]
-            if all(ex.state in TERMINAL for ex in record.executions):
+            if all(ex.state in TERMINAL for ex in self.jobs[job_id].executions):
                 del self.jobs[job_id]
 
     def handle_jobs(self, limit: int | None = None) -> list[dict]:

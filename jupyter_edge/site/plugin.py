@@ -80,6 +80,8 @@ class EdgeSitePlugin(WorkerPlugin):
         self.measurements: dict[str, dict] = {}
         self.worker = None
         self.pool: RunnerPool | None = None
+        self._active: dict[str, dict] = {}  # execution -> {"job", "started", "reported"}
+        self._final: dict[str, dict] = {}  # execution -> its last event, sent with its task's end
 
     @property
     def resources(self) -> dict[str, float]:
@@ -103,16 +105,18 @@ class EdgeSitePlugin(WorkerPlugin):
         # Plugins given to a Worker are set up before it registers: report
         # once the stream to the scheduler is open.
         self._first_report = asyncio.ensure_future(self._report_when_connected())
-        interval = config.seconds("rescan-interval") * 1000
-        callback = PeriodicCallback(self.rescan, interval)
-        worker.periodic_callbacks["edge-rescan"] = callback
-        callback.start()
+        for name, method, interval in (("edge-rescan", self.rescan, config.seconds("rescan-interval")),
+                                       ("edge-running", self._report_running, 0.1)):
+            callback = PeriodicCallback(method, interval * 1000)
+            worker.periodic_callbacks[name] = callback
+            callback.start()
 
     async def teardown(self, worker) -> None:
         self._first_report.cancel()
-        callback = worker.periodic_callbacks.pop("edge-rescan", None)
-        if callback is not None:
-            callback.stop()
+        for name in ("edge-rescan", "edge-running"):
+            callback = worker.periodic_callbacks.pop(name, None)
+            if callback is not None:
+                callback.stop()
         if self.pool is not None:
             self.pool.close()
 
@@ -172,24 +176,42 @@ class EdgeSitePlugin(WorkerPlugin):
     # --- executions ------------------------------------------------------
 
     def transition(self, key, start, finish, **kwargs) -> None:
-        # Dask cancelled a task that is running here: stop its runner for real.
-        if isinstance(key, str) and key.startswith(KEY_PREFIX) and finish in ("cancelled", "released", "forgotten"):
-            if self.pool is not None:
-                self.pool.stop(key[len(KEY_PREFIX):], "cancelled")
+        if not (isinstance(key, str) and key.startswith(KEY_PREFIX)):
+            return
+        execution = key[len(KEY_PREFIX):]
+        if finish in ("cancelled", "released", "forgotten") and self.pool is not None:
+            # Dask cancelled a task that is running here: stop its runner for real.
+            self.pool.stop(execution, "cancelled")
+        final = self._final.pop(execution, None)
+        if final is not None:
+            # Sent on the event loop with the task's own end, so that it shares
+            # a batch with it instead of opening one of its own.
+            self.worker.log_event(EXECUTION_TOPIC, final)
+
+    def _report_running(self) -> None:
+        """Tell the registry which executions have been running a while; the
+        quick ones only report their end."""
+        now = time.time()
+        for execution, info in list(self._active.items()):
+            if not info["reported"] and now - info["started"] > 0.05:
+                info["reported"] = True
+                self.worker.log_event(EXECUTION_TOPIC, {"execution": execution, "job": info["job"],
+                                                        "state": "running", "started": info["started"]})
 
     def execute(self, spec: dict) -> dict:
         """Run one execution in a runner (called from the task's thread)."""
         execution = spec["execution"]
         outputs: list[dict] = []
         gpus = self._take_gpus(spec.get("gpus", 0))
+        self._active[execution] = {"job": spec["job"], "started": time.time(), "reported": False}
         try:
-            self._event(spec, state="running", started=time.time())
             outcome = self.pool.execute(
                 execution, self._runner_request(spec, gpus),
                 on_output=lambda name, text: outputs.append({"name": name, "text": text}),
                 deadline=spec.get("deadline"),
             )
         finally:
+            self._active.pop(execution, None)
             self._give_gpus(gpus)
         value = outcome.get("value")
         result = {
@@ -203,13 +225,11 @@ class EdgeSitePlugin(WorkerPlugin):
             "bytes_returned": len(value) if value is not None else 0,
             "outputs": outputs,
         }
-        self._event(spec, **{k: v for k, v in result.items() if k not in ("value", "outputs", "execution")})
+        final = {k: v for k, v in result.items() if k not in ("value", "outputs")}
+        if final["error"]:
+            final["error"] = final["error"][-2000:]  # the registry needs the gist, not the whole text
+        self._final[execution] = {**final, "job": spec["job"]}
         return result
-
-    def _event(self, spec: dict, **fields) -> None:
-        if fields.get("error"):
-            fields["error"] = fields["error"][-2000:]  # the registry needs the gist, not the whole text
-        self.worker.log_event(EXECUTION_TOPIC, {"execution": spec["execution"], "job": spec["job"], **fields})
 
     def _runner_request(self, spec: dict, gpus: list[int]) -> dict:
         decl = self.datasets.get(spec["dataset"]) if spec.get("dataset") else None

@@ -1,0 +1,267 @@
+"""A running job, from the notebook's side: its tasks, their supervision, its result.
+
+One Dask task per execution, pinned to its site. The job follows them until
+each is finished: a lost one is retried if asked, the timeout stops the rest,
+and every finished result is collected in one gather.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+import dask
+from dask import delayed
+from distributed.client import Future
+
+from .jobs import Execution, JobRecord, SiteLost, State
+from .placement import Placement, PlacementError, Request
+from .result import JobResult
+from .scheduler import JOB_TOPIC
+from .site.plugin import EXECUTION_TOPIC, run_execution
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
+
+__all__ = ["Job"]
+
+logger = logging.getLogger(__name__)
+
+
+class Job:
+    """A running job: ``wait()``, ``cancel()``, ``result()``, ``executions``."""
+
+    def __init__(self, fleet: Fleet, request: Request, payload: bytes, call: dict,
+                 timeout: float | None, retries: int, source: str, owner: str):
+        self.fleet = fleet
+        self.request = request
+        self.source = source
+        self.owner = owner
+        self.retries = retries
+        self.id = secrets.token_hex(4)
+        self.created = time.time()
+        self.deadline = self.created + timeout if timeout else None
+        self._payload = payload
+        self._call = call
+        self._futures: dict[str, Future] = {}  # execution id -> its task's future
+        self._by_id: dict[str, Execution] = {}
+        self._values: dict[str, Any] = {}
+        self._superseded: set[str] = set()
+        self._handled: set[str] = set()
+        self._changed = threading.Condition()
+        self._finished = threading.Event()
+        self._stop_reason: State | None = None
+
+    # --- starting ----------------------------------------------------------------
+
+    def start(self, placement: Placement, supervise_in_thread: bool = True) -> None:
+        """Register the job and launch its tasks; registration rides on the same
+        stream just ahead of the tasks, so it costs no round trip."""
+        executions = self._executions(placement, attempt=1)
+        record = JobRecord(self.id, self.source, self.request.to_dict(), self.owner, self.created, executions)
+        self.fleet.client.log_event(JOB_TOPIC, {"op": "register", "job": record.to_dict()})
+        self._launch(executions)
+        if supervise_in_thread:
+            threading.Thread(target=self.supervise, name=f"edge-job-{self.id}", daemon=True).start()
+
+    def _executions(self, placement: Placement, attempt: int) -> list[Execution]:
+        now = time.time()
+        first = len(self._by_id)
+        return [Execution(id=f"{self.id}.{first + i}", job=self.id, site=t.site, address=t.address,
+                          dataset=t.dataset, shard=t.shard, gpus=t.gpus, attempt=attempt, submitted=now)
+                for i, t in enumerate(placement.targets)]
+
+    def _spec(self, ex: Execution) -> dict:
+        return {"execution": ex.id, "job": ex.job, "payload": self._payload, "call": self._call,
+                "dataset": ex.dataset, "gpus": ex.gpus, "deadline": self.deadline}
+
+    def _launch(self, executions: list[Execution]) -> None:
+        client = self.fleet.client
+        for ex in executions:
+            self._by_id[ex.id] = ex
+            self.fleet._in_flight(ex.site, +1)
+        if len(executions) == 1:
+            ex = executions[0]
+            futures = [client.submit(run_execution, self._spec(ex), key=ex.key, workers=[ex.address],
+                                     allow_other_workers=False, pure=False,
+                                     resources={"GPU": ex.gpus} if ex.gpus else None)]
+        else:
+            # One graph, one message to the scheduler: separate submits would
+            # wait for the client's stream batches one after another.
+            tasks = []
+            for ex in executions:
+                pinned = {"workers": [ex.address], "allow_other_workers": False}
+                if ex.gpus:
+                    pinned["resources"] = {"GPU": ex.gpus}
+                with dask.annotate(**pinned):
+                    tasks.append(delayed(run_execution, pure=False)(self._spec(ex), dask_key_name=ex.key))
+            futures = client.compute(tasks, optimize_graph=False)
+        with self._changed:
+            for ex, future in zip(executions, futures):
+                self._futures[ex.id] = future
+        for future in futures:
+            future.add_done_callback(self._notify)
+
+    def _notify(self, _future=None) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    # --- following it ------------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Follow the executions until all are finished, then collect the
+        results. An interrupt (Ctrl-C) cancels what is left, then re-raises."""
+        try:
+            self._follow()
+            self._collect()
+        except KeyboardInterrupt:
+            self._stop_reason = State.CANCELLED
+            self._follow()
+            self._collect()
+            raise
+        except Exception:
+            logger.exception("job %s: supervision failed", self.id)
+            for ex in self._by_id.values():
+                ex.apply({"state": State.FAILED, "error": traceback.format_exc()})
+        finally:
+            for ex in self._by_id.values():
+                self.fleet._in_flight(ex.site, -1)
+            self._futures.clear()  # let Dask release the results
+            self._finished.set()
+
+    def _follow(self) -> None:
+        while True:
+            with self._changed:
+                unresolved = [i for i, f in self._futures.items() if f.status == "pending"]
+                fresh = [i for i, f in self._futures.items() if f.status != "pending" and i not in self._handled]
+                if unresolved and not fresh and self._stop_reason is None:
+                    wait = None if self.deadline is None else self.deadline - time.time()
+                    if wait is None or wait > 0:
+                        self._changed.wait(timeout=wait)
+                        continue
+            if self._stop_reason is not None:
+                self._stop(unresolved, self._stop_reason)
+            elif unresolved and not fresh:
+                self._stop(unresolved, State.TIMED_OUT)
+            for ex_id in fresh:
+                self._handled.add(ex_id)
+                self._settle_failure(ex_id)
+            if not unresolved and all(i in self._handled for i in self._futures):
+                return
+
+    def _settle_failure(self, ex_id: str) -> None:
+        """A future that ended without a value: lost (maybe retried) or failed."""
+        future = self._futures[ex_id]
+        if future.status != "error":
+            return
+        ex = self._by_id[ex_id]
+        error = future.exception()
+        if isinstance(error, SiteLost):
+            ex.apply({"state": State.LOST, "ended": time.time(), "error": str(error), "error_type": "SiteLost"})
+            self._retry(ex)
+        else:
+            text = "".join(traceback.format_exception(type(error), error, future.traceback()))
+            ex.apply({"state": State.FAILED, "ended": time.time(), "error": text,
+                      "error_type": type(error).__name__})
+            self._report(ex)
+
+    def _retry(self, lost: Execution) -> None:
+        """Run a lost execution again: another replica of its shard first, then
+        any holder (the same site, if it came back); a site target, there only."""
+        if lost.attempt > self.retries or self._stop_reason is not None:
+            return
+        if lost.dataset is not None:
+            request = Request(data=self.request.data, where=self.request.where, gpus=self.request.gpus,
+                              shards=(lost.shard,))
+            tried = {ex.site for ex in self._by_id.values() if ex.shard == lost.shard}
+            excludes = [tried, ()]
+        else:
+            request = Request(sites=(lost.site,), gpus=self.request.gpus)
+            excludes = [()]
+        error = None
+        for exclude in excludes:
+            try:
+                placement = self.fleet._place(request, exclude=exclude, refresh=True)
+            except PlacementError as e:
+                error = e
+                continue
+            executions = self._executions(placement, attempt=lost.attempt + 1)
+            self.fleet.client.log_event(JOB_TOPIC, {"op": "extend", "job": self.id,
+                                                    "executions": [ex.to_dict() for ex in executions]})
+            self._superseded.add(lost.id)
+            self._launch(executions)
+            return
+        lost.error = f"{lost.error}\nnot retried: {error}"
+
+    def _stop(self, ex_ids: list[str], reason: State) -> None:
+        now = time.time()
+        note = "the job's timeout passed" if reason == State.TIMED_OUT else "cancelled from the notebook"
+        for ex_id in ex_ids:
+            ex = self._by_id[ex_id]
+            if ex.apply({"state": reason, "ended": now, "error": note}):
+                self._report(ex)
+        if ex_ids:
+            self.fleet.client.cancel([self._futures[i] for i in ex_ids])
+
+    def _report(self, ex: Execution) -> None:
+        """Tell the registry what only this client knows (a timeout, a cancel)."""
+        self.fleet.client.log_event(EXECUTION_TOPIC, {
+            "execution": ex.id, "job": ex.job, "state": ex.state.value, "ended": ex.ended,
+            "error": (ex.error or "")[-2000:] or None,
+        })
+
+    def _collect(self) -> None:
+        finished = {i: f for i, f in self._futures.items() if f.status == "finished"}
+        outcomes = self.fleet.client.gather(list(finished.values()), errors="skip")
+        for ex_id, outcome in zip(finished, outcomes):
+            ex = self._by_id[ex_id]
+            ex.outputs = outcome["outputs"]
+            ex.apply({k: outcome[k] for k in ("state", "started", "ended", "error", "error_type", "bytes_returned")})
+            if ex.state == State.DONE:
+                try:
+                    self._values[ex_id] = cloudpickle.loads(outcome["value"])
+                except Exception as e:
+                    ex.state, ex.error_type = State.FAILED, type(e).__name__
+                    ex.error = f"the value arrived but cannot be unpickled in this process: {e!r}"
+
+    # --- the public face ------------------------------------------------------
+
+    @property
+    def executions(self) -> list[Execution]:
+        """Every execution of this job, retries included, in launch order."""
+        return list(self._by_id.values())
+
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every execution is finished; False if ``timeout`` passed first."""
+        return self._finished.wait(timeout)
+
+    def cancel(self) -> None:
+        """Stop the job at every site; finished results are kept."""
+        with self._changed:
+            if self._stop_reason is None:
+                self._stop_reason = State.CANCELLED
+            self._changed.notify_all()
+        self._finished.wait()
+
+    def result(self, timeout: float | None = None) -> JobResult:
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"job {self.id} still running after {timeout}s")
+        return JobResult(self.id, self.executions, self._values, self._superseded)
+
+    @property
+    def state(self) -> str:
+        """``running``, then the job's outcome as the registry names it."""
+        if not self.done():
+            return "running"
+        return JobRecord(self.id, self.source, {}, "", 0, self.executions).state
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.state}: {len(self._by_id)} execution(s), {self.request.describe()}>"
