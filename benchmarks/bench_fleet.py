@@ -19,16 +19,10 @@ It then measures where Fleet's extra time goes:
 * the runner hop: ``RunnerPool.execute`` of a trivial function, in this
   process (an isolated pool) and inside a live site (``pool.execute`` and the
   whole ``EdgeSitePlugin.execute``), against calling the function inline;
-* the scheduler side of ``edge_submit`` (catalog + placement, timed on the
-  scheduler) and a bare scheduler RPC round trip;
+* placement in the notebook's process, on the cached catalog (every run) and
+  on a freshly fetched one (after a fleet change), and a bare scheduler RPC;
 * CPU milliseconds per round trip at the largest fan-out, by process (client,
-  scheduler, workers, runners; from /proc, process fleet only);
-* a phase breakdown of ``Fleet.run`` as the client sees it (prepare,
-  ``edge_submit`` RPC, launch, wait for the tasks, supervisor wake-up, gather,
-  hand back), next to the same phases of plain Dask. The breakdown
-  instruments ``Fleet``/``Job`` methods in this process only (wrappers set at
-  run time; no file of the package is changed) and runs after the main,
-  uninstrumented measurement.
+  scheduler, workers, runners; from /proc, process fleet only).
 
 Usage::
 
@@ -294,23 +288,22 @@ def _in_site_hop(n: int) -> dict:
     return times
 
 
-def _scheduler_submit_cost(dask_scheduler=None, names=(), n=50) -> dict:
-    """On the scheduler: what ``handle_submit`` computes before registering
-    (catalog + placement), without registering anything."""
-    from jupyter_edge.placement import Request, place
+def measure_placement(fleet, names, n=50) -> dict:
+    """In this process: placing on the cached catalog (what every run pays),
+    and fetching a fresh catalog (what a run pays after a fleet change)."""
+    from jupyter_edge.placement import Request
 
-    plugin = dask_scheduler.plugins["jupyter-edge"]
-    request = Request.from_dict(Request.build(sites=list(names)).to_dict())
-    catalog_t, place_t = [], []
+    request = Request.build(sites=list(names))
+    cached, fresh = [], []
     for _ in range(n):
         t0 = perf_counter()
-        catalog = plugin.catalog()
+        fleet._place(request)
         t1 = perf_counter()
-        place(request, catalog)
+        fleet._place(request, refresh=True)
         t2 = perf_counter()
-        catalog_t.append(t1 - t0)
-        place_t.append(t2 - t1)
-    return {"catalog": catalog_t, "place": place_t}
+        cached.append(t1 - t0)
+        fresh.append(t2 - t1)
+    return {"place on the cached catalog": summary(cached), "place on a fresh catalog (RPC)": summary(fresh)}
 
 
 def measure_rpc(fleet, n: int) -> dict:
@@ -392,137 +385,6 @@ def measure_cpu(cluster, fleet, client, names, addrs, k, n, gap) -> dict | None:
     return result
 
 
-# --- phase breakdown (instrumented, after the main measurement) ----------------------
-
-
-class Probe:
-    """Wraps Fleet/Job methods in this process to timestamp one Fleet.run.
-
-    Marks are ``time.time()`` (one clock for the client, the sites and their
-    runners, all on this machine); the function run is ``time.time`` itself,
-    so its value says when it ran at the site.
-    """
-
-    def __init__(self):
-        from jupyter_edge import fleet as fleet_mod
-
-        self.mod = fleet_mod
-        self.marks: dict[str, float] = {}
-        self.lock = threading.Lock()
-        self._saved = {}
-
-    def mark(self, name: str, last: bool = False) -> None:
-        now = time.time()
-        with self.lock:
-            if last or name not in self.marks:
-                self.marks[name] = now
-
-    def install(self) -> None:
-        Fleet, Job = self.mod.Fleet, self.mod.Job
-        self._saved = {(Fleet, "_call"): Fleet._call, (Job, "_start"): Job._start,
-                       (Job, "_launch"): Job._launch, (Job, "_notify"): Job._notify,
-                       (Job, "_collect"): Job._collect}
-        probe, saved = self, self._saved
-
-        def _call(self, op, **kw):
-            if op == "edge_submit":
-                probe.mark("rpc_start")
-            r = saved[(Fleet, "_call")](self, op, **kw)
-            if op == "edge_submit":
-                probe.mark("rpc_end")
-            return r
-
-        def _start(self):
-            saved[(Job, "_start")](self)
-            probe.mark("started")
-
-        def _launch(self, executions):
-            saved[(Job, "_launch")](self, executions)
-            probe.mark("launched")
-
-        def _notify(self, _future=None):
-            probe.mark("last_done", last=True)
-            saved[(Job, "_notify")](self, _future)
-
-        def _collect(self):
-            probe.mark("collect_start")
-            saved[(Job, "_collect")](self)
-            probe.mark("collect_end")
-
-        Fleet._call, Job._start, Job._launch, Job._notify, Job._collect = _call, _start, _launch, _notify, _collect
-
-    def uninstall(self) -> None:
-        for (cls, name), fn in self._saved.items():
-            setattr(cls, name, fn)
-
-    FLEET_PHASES = [
-        ("prepare (Request.build, cloudpickle fn)", "t0", "rpc_start"),
-        ("edge_submit RPC (catalog + placement)", "rpc_start", "rpc_end"),
-        ("launch: client.submit x k", "rpc_end", "launched"),
-        ("start supervisor thread", "launched", "started"),
-        ("-> fn runs in the runner (last site)", "started", "ran"),
-        ("fn ran -> client's last done callback", "ran", "last_done"),
-        ("supervisor wake-up", "last_done", "collect_start"),
-        ("gather + unpickle values", "collect_start", "collect_end"),
-        ("hand back to caller (Event)", "collect_end", "t1"),
-    ]
-    PLAIN_PHASES = [
-        ("submit x k", "t0", "launched"),
-        ("-> fn runs in the worker (last site)", "launched", "ran"),
-        ("fn ran -> values in hand (.result/gather)", "ran", "t1"),
-    ]
-
-    def fleet_once(self, fleet, names) -> dict:
-        self.marks = {}
-        self.mark("t0")
-        res = fleet.run(time.time, sites=names)
-        self.mark("t1")
-        assert res.ok and len(res) == len(names), res
-        self.marks["ran"] = max(res.values())
-        return {**self._phases(self.FLEET_PHASES), "_total": self.marks["t1"] - self.marks["t0"]}
-
-    def plain_once(self, client, addrs) -> dict:
-        self.marks = {}
-        self.mark("t0")
-        futures = [client.submit(time.time, workers=[a], allow_other_workers=False, pure=False) for a in addrs]
-        self.mark("launched")
-        values = [futures[0].result()] if len(futures) == 1 else client.gather(futures)
-        self.mark("t1")
-        self.marks["ran"] = max(values)
-        return {**self._phases(self.PLAIN_PHASES), "_total": self.marks["t1"] - self.marks["t0"]}
-
-    def _phases(self, phases) -> dict:
-        # A done callback can run (in Dask's callback thread) after the values
-        # are already in hand: wait for it a moment.
-        deadline = time.time() + 1
-        while any(b not in self.marks for _, _, b in phases) and time.time() < deadline:
-            time.sleep(0.001)
-        m = self.marks
-        return {label: m[b] - m[a] for label, a, b in phases}
-
-
-def measure_breakdown(fleet, client, names, addrs, fanouts, n, gap) -> dict:
-    probe = Probe()
-    probe.install()
-    try:
-        out = {}
-        for k in fanouts:
-            f_runs, p_runs = [], []
-            for i in range(n + 2):
-                time.sleep(gap)
-                pr = probe.plain_once(client, addrs[:k])
-                time.sleep(gap)
-                fr = probe.fleet_once(fleet, names[:k])
-                if i >= 2:
-                    p_runs.append(pr)
-                    f_runs.append(fr)
-            out[k] = {"fleet": {key: pct([r[key] * 1000 for r in f_runs], 50) for key in f_runs[0]},
-                      "plain": {key: pct([r[key] * 1000 for r in p_runs], 50) for key in p_runs[0]}}
-        return out
-    finally:
-        probe.uninstall()
-
-
 def measure_round_trips(fleet, client, names, addrs, fanouts, repeat, gap) -> dict:
     """Per repetition, every fan-out, plain and Fleet in alternating order (the
     fan-outs' order rotates too); ``gap`` seconds of idle before each call."""
@@ -565,9 +427,7 @@ def main(argv=None) -> int:
                     help="scheduler and sites in this process (runners stay subprocesses)")
     ap.add_argument("--json", metavar="OUT", help="save every figure (and the raw samples) as JSON")
     ap.add_argument("--hop-repeat", type=int, default=200, help="runner-hop repetitions (default 200)")
-    ap.add_argument("--breakdown-repeat", type=int, default=20, help="instrumented runs per fan-out (default 20)")
     ap.add_argument("--cpu-repeat", type=int, default=20, help="calls per mode for the CPU accounting (default 20)")
-    ap.add_argument("--no-breakdown", action="store_true", help="skip the instrumented phase breakdown")
     ap.add_argument("--gap", type=float, default=25,
                     help="ms of idle before each isolated call (default 25: Dask's client stream batches "
                          "every 10 ms, so a call closer than ~20 ms to the previous one waits for it)")
@@ -643,16 +503,13 @@ def main(argv=None) -> int:
         site_hop_raw = client.submit(_in_site_hop, min(args.hop_repeat, 100), workers=[addrs[0]],
                                      allow_other_workers=False, pure=False).result()
         site_hop = {k: summary(v) for k, v in site_hop_raw.items()}
-        sched_raw = client.run_on_scheduler(_scheduler_submit_cost, names=names[:max(fanouts)], n=50)
-        sched_cost = {k: summary(v) for k, v in sched_raw.items()}
+        sched_cost = measure_placement(fleet, names[:max(fanouts)])
         rpc = measure_rpc(fleet, 50)
         cpu = measure_cpu(cluster, fleet, client, names, addrs, max(fanouts), args.cpu_repeat, gap)
-        breakdown = None if args.no_breakdown else measure_breakdown(
-            fleet, client, names, addrs, sorted({fanouts[0], fanouts[-1]}), args.breakdown_repeat, gap)
         cluster.check_alive()
         total_s = perf_counter() - began
 
-        report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, breakdown, measure_s, total_s)
+        report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, measure_s, total_s)
         if args.json:
             with open(args.json, "w") as out:
                 json.dump({
@@ -668,9 +525,8 @@ def main(argv=None) -> int:
                     "samples_back_to_back_ms": {str(k): {m: [x * 1000 for x in v] for m, v in d.items()}
                                                 for k, d in (back_to_back or {}).items()},
                     "runner_hop_local": local_hop, "runner_hop_in_site": site_hop,
-                    "scheduler_submit_cost": sched_cost, "rpc": rpc,
+                    "placement": sched_cost, "rpc": rpc,
                     "cpu_ms_per_round_trip": cpu,
-                    "breakdown_p50_ms": {str(k): v for k, v in (breakdown or {}).items()},
                     "measure_s": measure_s, "total_s": total_s,
                 }, out, indent=2)
             print(f"\nfigures saved to {args.json}")
@@ -698,7 +554,7 @@ def table(rows: list[dict]) -> None:
               f"{r['ratio_p50']:9.2f} {r['ratio_p90']:5.2f} | {r['extra_p50_ms']:7.2f} | {verdict}")
 
 
-def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, breakdown, measure_s, total_s) -> None:
+def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, measure_s, total_s) -> None:
     mode = "in-process sites" if args.inprocess else "process sites (1 thread + 1 runner each)"
     print(f"\njupyter-edge Fleet.run vs plain Dask: {args.sites} {mode}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, distributed {distributed.__version__}")
@@ -722,8 +578,7 @@ def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, brea
 
     block("runner hop, RunnerPool(1) in the benchmark process:", local_hop)
     block("runner hop inside site-01 (a task timing its own pool and plugin):", site_hop)
-    block(f"scheduler side of edge_submit, {max(r['fanout'] for r in rows)} named sites "
-          "(timed on the scheduler):", sched_cost)
+    block(f"placement of {max(r['fanout'] for r in rows)} named sites, in the notebook's process:", sched_cost)
     block("scheduler RPC round trips from the client:", rpc)
     if cpu:
         k = max(r["fanout"] for r in rows)
@@ -734,20 +589,6 @@ def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, brea
         for mode in ("plain", "fleet"):
             print(f"  {'plain Dask' if mode == 'plain' else 'Fleet.run':<24}"
                   + "".join(f"{cpu[mode][r]:11.2f}" for r in roles))
-    if breakdown:
-        for k, b in breakdown.items():
-            print(f"\nphases at fan-out {k}, p50 of {args.breakdown_repeat} instrumented isolated runs (ms; "
-                  "phase p50s need not add up to the total's p50):")
-            print("  Fleet.run")
-            for name, v in b["fleet"].items():
-                if not name.startswith("_"):
-                    print(f"    {name:<42} {v:8.2f}")
-            print(f"    {'total':<42} {b['fleet']['_total']:8.2f}")
-            print("  plain Dask")
-            for name, v in b["plain"].items():
-                if not name.startswith("_"):
-                    print(f"    {name:<42} {v:8.2f}")
-            print(f"    {'total':<42} {b['plain']['_total']:8.2f}")
     print(f"\nmeasurement {measure_s:.1f}s, whole run {total_s:.1f}s")
 
 

@@ -22,7 +22,7 @@ from distributed.client import Future
 from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import Placement, PlacementError, Request
 from .result import JobResult
-from .scheduler import JOB_TOPIC
+from .scheduler import ANNOTATION
 from .site.plugin import EXECUTION_TOPIC, run_execution
 
 if TYPE_CHECKING:
@@ -60,12 +60,10 @@ class Job:
     # --- starting ----------------------------------------------------------------
 
     def start(self, placement: Placement, supervise_in_thread: bool = True) -> None:
-        """Register the job and launch its tasks; registration rides on the same
-        stream just ahead of the tasks, so it costs no round trip."""
-        executions = self._executions(placement, attempt=1)
-        record = JobRecord(self.id, self.source, self.request.to_dict(), self.owner, self.created, executions)
-        self.fleet.client.log_event(JOB_TOPIC, {"op": "register", "job": record.to_dict()})
-        self._launch(executions)
+        """Launch the job's tasks; each carries its execution's record as a Dask
+        annotation, from which the scheduler plugin registers the job as the
+        tasks arrive: no round trip of its own."""
+        self._launch(self._executions(placement, attempt=1))
         if supervise_in_thread:
             threading.Thread(target=self.supervise, name=f"edge-job-{self.id}", daemon=True).start()
 
@@ -75,6 +73,11 @@ class Job:
         return [Execution(id=f"{self.id}.{first + i}", job=self.id, site=t.site, address=t.address,
                           dataset=t.dataset, shard=t.shard, gpus=t.gpus, attempt=attempt, submitted=now)
                 for i, t in enumerate(placement.targets)]
+
+    def _annotation(self, ex: Execution) -> dict:
+        job = {"id": self.id, "source": self.source, "request": self.request.to_dict(),
+               "owner": self.owner, "created": self.created}
+        return {"job": job, "execution": ex.to_dict(outputs=False)}
 
     def _spec(self, ex: Execution) -> dict:
         return {"execution": ex.id, "job": ex.job, "payload": self._payload, "call": self._call,
@@ -87,15 +90,16 @@ class Job:
             self.fleet._in_flight(ex.site, +1)
         if len(executions) == 1:
             ex = executions[0]
-            futures = [client.submit(run_execution, self._spec(ex), key=ex.key, workers=[ex.address],
-                                     allow_other_workers=False, pure=False,
-                                     resources={"GPU": ex.gpus} if ex.gpus else None)]
+            with dask.annotate(**{ANNOTATION: self._annotation(ex)}):
+                futures = [client.submit(run_execution, self._spec(ex), key=ex.key, workers=[ex.address],
+                                         allow_other_workers=False, pure=False,
+                                         resources={"GPU": ex.gpus} if ex.gpus else None)]
         else:
             # One graph, one message to the scheduler: separate submits would
             # wait for the client's stream batches one after another.
             tasks = []
             for ex in executions:
-                pinned = {"workers": [ex.address], "allow_other_workers": False}
+                pinned = {"workers": [ex.address], "allow_other_workers": False, ANNOTATION: self._annotation(ex)}
                 if ex.gpus:
                     pinned["resources"] = {"GPU": ex.gpus}
                 with dask.annotate(**pinned):
@@ -190,11 +194,8 @@ class Job:
             except PlacementError as e:
                 error = e
                 continue
-            executions = self._executions(placement, attempt=lost.attempt + 1)
-            self.fleet.client.log_event(JOB_TOPIC, {"op": "extend", "job": self.id,
-                                                    "executions": [ex.to_dict() for ex in executions]})
             self._superseded.add(lost.id)
-            self._launch(executions)
+            self._launch(self._executions(placement, attempt=lost.attempt + 1))
             return
         lost.error = f"{lost.error}\nnot retried: {error}"
 

@@ -1,10 +1,10 @@
 """The scheduler plugin: the fleet's catalog and job registry.
 
 Sites report themselves on the ``edge-site`` topic and their executions on
-``edge-execution``; clients register jobs on ``edge-job`` (on the same stream
-as, and just before, the jobs' tasks, so registering costs no round trip) and
-read the catalog and jobs through the ``edge_catalog``/``edge_jobs``/``edge_job``
-handlers. Every change to what placement depends on is announced on
+``edge-execution``. A job registers with its tasks: each carries its
+execution's record in the ``edge`` Dask annotation, read here as the graph
+arrives, so registering costs no round trip. Clients read the catalog and jobs
+through the ``edge_catalog``/``edge_jobs``/``edge_job`` handlers. Every change to what placement depends on is announced on
 ``edge-catalog``, so clients can keep a cached catalog.
 
 A site that leaves, or stays silent longer than ``edge.liveness``, has its
@@ -30,8 +30,9 @@ from .site.plugin import EXECUTION_TOPIC, KEY_PREFIX, SITE_TOPIC
 
 logger = logging.getLogger(__name__)
 
-JOB_TOPIC = "edge-job"
 CATALOG_TOPIC = "edge-catalog"
+#: The Dask annotation that carries an execution's record with its task.
+ANNOTATION = "edge"
 
 _LOST_REASON = "it left the fleet or stopped answering while the execution was unfinished"
 
@@ -76,25 +77,19 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 execution.apply(msg)
                 if execution.finished:
                     self.executions.pop(execution.id, None)
-        elif topic == JOB_TOPIC:
-            self._register(msg)
 
-    def _register(self, msg: dict) -> None:
-        """A client's job (``op: register``) or a retry added to it (``op: extend``)."""
-        if msg.get("op") == "register":
-            record = JobRecord.from_dict(msg["job"])
-            self.jobs[record.id] = record
-            self._forget_old_jobs()
-            executions = record.executions
-        else:
-            record = self.jobs.get(msg["job"])
+    def update_graph(self, scheduler, *, annotations=None, **kwargs) -> None:
+        """Register the executions whose tasks just arrived (see ``ANNOTATION``)."""
+        for carried in ((annotations or {}).get(ANNOTATION) or {}).values():
+            header = carried["job"]
+            record = self.jobs.get(header["id"])
             if record is None:
-                return
-            executions = [Execution.from_dict(e) for e in msg["executions"]]
-            record.executions.extend(executions)
-        for ex in executions:
-            if ex.finished:
-                continue
+                record = JobRecord(header["id"], header["source"], header["request"], header["owner"],
+                                   header["created"])
+                self.jobs[record.id] = record
+                self._forget_old_jobs()
+            ex = Execution.from_dict(carried["execution"])
+            record.executions.append(ex)
             self.executions[ex.id] = ex
             if ex.address not in self.scheduler.workers:  # placed from a catalog older than a departure
                 self._mark_lost(ex)

@@ -206,3 +206,18 @@ def test_rescans_update_the_catalog_and_sites_join_and_leave(tmp_path):
                 assert time.monotonic() < deadline, "a site that left is still in the catalog"
                 time.sleep(0.1)
         cluster.close()
+
+
+def test_large_and_unicode_output_arrives_whole_and_in_order(fleet):
+    def chatty():
+        for i in range(5000):
+            print(f"line {i} ✓")
+        return "done"
+
+    res = fleet.run(chatty, sites=["tokyo", "paris"])
+    expected = "".join(f"line {i} ✓\n" for i in range(5000))
+    for site in ("tokyo", "paris"):
+        stdout = "".join(o["text"] for o in res.outputs[site] if o["name"] == "stdout")
+        assert stdout == expected, f"{site}: {len(stdout)} chars, expected {len(expected)}"
+    quiet = fleet.run(lambda: 1, sites=["tokyo"])
+    assert quiet.outputs["tokyo"] == [], "nothing of an earlier execution may leak into the next"

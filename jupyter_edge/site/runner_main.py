@@ -35,6 +35,7 @@ class Runner:
         self.conn = conn
         self._send_lock = threading.Lock()
         self._interruptible = False
+        self.capture = FDCapture()
         signal.signal(signal.SIGINT, self._on_interrupt)
 
     def _on_interrupt(self, signum, frame):
@@ -69,7 +70,7 @@ class Runner:
             self.send({"op": "output", "name": name, "text": text})
 
         try:
-            with FDCapture(forward):
+            with self.capture.running(forward):
                 value = self._call(msg)
             payload = _dumps_value(value, msg["result_limit"])
             outcome.update(state="done", value=payload)
