@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import dask
+import distributed
 from dask import delayed
-from distributed.client import Future
+from distributed.client import FIRST_COMPLETED, Future, FuturesCancelledError
 
 from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import Placement, PlacementError, Request
@@ -53,7 +54,7 @@ class Job:
         self._values: dict[str, Any] = {}
         self._superseded: set[str] = set()
         self._handled: set[str] = set()
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()  # _futures is read by cancel() from other threads
         self._finished = threading.Event()
         self._stop_reason: State | None = None
 
@@ -105,15 +106,9 @@ class Job:
                 with dask.annotate(**pinned):
                     tasks.append(delayed(run_execution, pure=False)(self._spec(ex), dask_key_name=ex.key))
             futures = client.compute(tasks, optimize_graph=False)
-        with self._changed:
+        with self._lock:
             for ex, future in zip(executions, futures):
                 self._futures[ex.id] = future
-        for future in futures:
-            future.add_done_callback(self._notify)
-
-    def _notify(self, _future=None) -> None:
-        with self._changed:
-            self._changed.notify_all()
 
     # --- following it ------------------------------------------------------------
 
@@ -140,30 +135,41 @@ class Job:
 
     def _follow(self) -> None:
         while True:
-            with self._changed:
-                unresolved = [i for i, f in self._futures.items() if f.status == "pending"]
-                fresh = [i for i, f in self._futures.items() if f.status != "pending" and i not in self._handled]
-                if unresolved and not fresh and self._stop_reason is None:
-                    wait = None if self.deadline is None else self.deadline - time.time()
-                    if wait is None or wait > 0:
-                        self._changed.wait(timeout=wait)
-                        continue
+            with self._lock:
+                futures = dict(self._futures)
+            pending = {i: f for i, f in futures.items() if f.status == "pending"}
+            fresh = [i for i, f in futures.items() if f.status != "pending" and i not in self._handled]
+            if pending and not fresh and self._stop_reason is None:
+                wait = None if self.deadline is None else self.deadline - time.time()
+                if wait is None or wait > 0:
+                    # Dask's own wait: woken on its event loop, as ``.result()`` is.
+                    try:
+                        with self.fleet.client.as_current():  # not whatever client is the default
+                            distributed.wait(list(pending.values()), timeout=wait, return_when=FIRST_COMPLETED)
+                    except (TimeoutError, FuturesCancelledError):
+                        pass
+                    continue
             if self._stop_reason is not None:
-                self._stop(unresolved, self._stop_reason)
-            elif unresolved and not fresh:
-                self._stop(unresolved, State.TIMED_OUT)
+                self._stop(list(pending), self._stop_reason)
+            elif pending and not fresh:
+                self._stop(list(pending), State.TIMED_OUT)
             for ex_id in fresh:
                 self._handled.add(ex_id)
-                self._settle_failure(ex_id)
-            if not unresolved and all(i in self._handled for i in self._futures):
+                self._settle(ex_id)
+            if not pending and all(i in self._handled for i in futures) and len(futures) == len(self._futures):
                 return
 
-    def _settle_failure(self, ex_id: str) -> None:
-        """A future that ended without a value: lost (maybe retried) or failed."""
+    def _settle(self, ex_id: str) -> None:
+        """A future that ended without a value: lost (maybe retried), failed or
+        cancelled; one with a value waits for the gather."""
         future = self._futures[ex_id]
+        ex = self._by_id[ex_id]
+        if future.status == "cancelled":
+            if ex.apply({"state": State.CANCELLED, "ended": time.time(), "error": "its task was cancelled"}):
+                self._report(ex)
+            return
         if future.status != "error":
             return
-        ex = self._by_id[ex_id]
         error = future.exception()
         if isinstance(error, SiteLost):
             ex.apply({"state": State.LOST, "ended": time.time(), "error": str(error), "error_type": "SiteLost"})
@@ -207,7 +213,9 @@ class Job:
             if ex.apply({"state": reason, "ended": now, "error": note}):
                 self._report(ex)
         if ex_ids:
-            self.fleet.client.cancel([self._futures[i] for i in ex_ids])
+            with self._lock:
+                futures = [self._futures[i] for i in ex_ids if i in self._futures]
+            self.fleet.client.cancel(futures)
 
     def _report(self, ex: Execution) -> None:
         """Tell the registry what only this client knows (a timeout, a cancel)."""
@@ -246,10 +254,11 @@ class Job:
 
     def cancel(self) -> None:
         """Stop the job at every site; finished results are kept."""
-        with self._changed:
+        with self._lock:
             if self._stop_reason is None:
                 self._stop_reason = State.CANCELLED
-            self._changed.notify_all()
+            pending = [i for i, f in self._futures.items() if f.status == "pending"]
+        self._stop(pending, State.CANCELLED)  # also wakes the supervisor, waiting on these
         self._finished.wait()
 
     def result(self, timeout: float | None = None) -> JobResult:
