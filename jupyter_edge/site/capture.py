@@ -4,7 +4,7 @@ Runs inside a runner process, which executes one cell at a time, so pointing
 fds 1 and 2 at pipes catches C code, subprocesses and the user's threads, and
 nothing of any other execution. The pipes and the thread that forwards their
 output in batches live as long as the runner; an execution only swaps the fds
-in and out, and asks for a drain at its end.
+in and out, and takes what is left in the pipes at its end.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ class FDCapture:
             os.set_blocking(read_end, False)
             self._pipes[fd] = (read_end, write_end)
             self._saved[fd] = os.dup(fd)
-        self._wake_r, self._wake_w = os.pipe()
         self._send: Callable[[str, str], None] | None = None
-        self._drained = threading.Event()
+        self._decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in _STREAMS}
+        self._pending: dict[int, list[str]] = {fd: [] for fd in _STREAMS}
+        self._size, self._since = 0, None
         self._lock = threading.Lock()
         threading.Thread(target=self._forward, name="edge-capture", daemon=True).start()
 
@@ -57,58 +58,45 @@ class FDCapture:
         _flush_python_streams()
         for fd, saved in self._saved.items():
             os.dup2(saved, fd)
-        # Everything written before the fds were put back is in the pipes now.
-        self._drained.clear()
-        os.write(self._wake_w, b"d")
-        self._drained.wait()
+        # Everything written before the fds were put back is in the pipes now:
+        # take it here rather than wait for the forwarding thread to.
         with self._lock:
+            self._collect(final=True)
+            self._flush()
             self._send = None
 
-    def _forward(self) -> None:
-        decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in _STREAMS}
-        pending: dict[int, list[str]] = {fd: [] for fd in _STREAMS}
-        size, since = 0, None
-        readers = {read_end: fd for fd, (read_end, _) in self._pipes.items()}
-        with selectors.DefaultSelector() as selector:
-            for read_end in readers:
-                selector.register(read_end, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while True:
-                timeout = None if since is None else max(0.0, since + FLUSH_INTERVAL - time.monotonic())
-                drain = False
-                for key, _ in selector.select(timeout):
-                    if key.fd == self._wake_r:
-                        os.read(self._wake_r, 64)
-                        drain = True
-                        continue
-                    data = _read_available(key.fd)
-                    if data:
-                        fd = readers[key.fd]
-                        pending[fd].append(decoders[fd].decode(data))
-                        size += len(data)
-                        since = since or time.monotonic()
-                if drain:
-                    for read_end, fd in readers.items():  # what arrived since select() looked
-                        data = _read_available(read_end)
-                        if data:
-                            pending[fd].append(decoders[fd].decode(data))
-                        tail = decoders[fd].decode(b"", final=True)
-                        if tail:
-                            pending[fd].append(tail)
-                if drain or (since is not None and (size >= FLUSH_SIZE or
-                                                    time.monotonic() - since >= FLUSH_INTERVAL)):
-                    self._flush(pending)
-                    size, since = 0, None
-                if drain:
-                    self._drained.set()
+    def _collect(self, final: bool = False) -> None:
+        """Move what the pipes hold into ``_pending`` (under ``_lock``)."""
+        for fd, (read_end, _) in self._pipes.items():
+            data = _read_available(read_end)
+            text = self._decoders[fd].decode(data, final=final) if data or final else ""
+            if text:
+                self._pending[fd].append(text)
+                self._size += len(data)
+                self._since = self._since or time.monotonic()
 
-    def _flush(self, pending: dict[int, list[str]]) -> None:
-        with self._lock:
-            send = self._send
-        for fd, parts in pending.items():
-            if parts and send is not None:  # output of threads that outlived their cell is dropped
-                send(_STREAMS[fd], "".join(parts))
+    def _flush(self) -> None:
+        """Send ``_pending`` (under ``_lock``); output of threads that outlived
+        their cell arrives with no execution to send it to, and is dropped."""
+        for fd, parts in self._pending.items():
+            if parts and self._send is not None:
+                self._send(_STREAMS[fd], "".join(parts))
             parts.clear()
+        self._size, self._since = 0, None
+
+    def _forward(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for read_end, _ in self._pipes.values():
+                selector.register(read_end, selectors.EVENT_READ)
+            while True:
+                since = self._since
+                timeout = None if since is None else max(0.0, since + FLUSH_INTERVAL - time.monotonic())
+                selector.select(timeout)
+                with self._lock:
+                    self._collect()
+                    if self._since is not None and (self._size >= FLUSH_SIZE or
+                                                    time.monotonic() - self._since >= FLUSH_INTERVAL):
+                        self._flush()
 
 
 class _Running:
