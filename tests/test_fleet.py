@@ -221,3 +221,39 @@ def test_large_and_unicode_output_arrives_whole_and_in_order(fleet):
         assert stdout == expected, f"{site}: {len(stdout)} chars, expected {len(expected)}"
     quiet = fleet.run(lambda: 1, sites=["tokyo"])
     assert quiet.outputs["tokyo"] == [], "nothing of an earlier execution may leak into the next"
+
+
+def test_placed_on_a_site_that_already_left_is_lost_at_once(fleet):
+    # A notebook's cached catalog can trail a departure by a moment: the
+    # execution must end `lost` quickly, never wait for the site forever.
+    import copy
+    import time
+
+    from jupyter_edge.catalog import Site
+
+    stale = copy.deepcopy(fleet.catalog())
+    stale.sites["ghost"] = Site(name="ghost", address="tcp://127.0.0.1:9", labels={"region": "eu"})
+    with fleet._lock:
+        fleet._cached, fleet._cached_at = stale, time.monotonic()
+    started = time.monotonic()
+    res = fleet.run(lambda: 1, sites=["ghost", "berlin"], timeout=60)
+    assert time.monotonic() - started < 10
+    assert dict(res) == {"berlin": 1}
+    assert res.executions["ghost"].state == State.LOST
+    assert "site 'ghost' was lost" in res.executions["ghost"].error
+    assert {ex.site: ex.state for ex in fleet.job(res.job).executions}["ghost"] == State.LOST
+
+
+def test_every_client_sees_the_same_jobs(fleet):
+    from distributed import Client
+
+    from jupyter_edge import Fleet
+
+    res = fleet.run(lambda: "shared", sites=["paris"])
+    other = Fleet(Client(fleet.address, set_as_default=False))
+    try:
+        record = other.job(res.job)
+        assert (record.state, [ex.site for ex in record.executions]) == ("done", ["paris"])
+        assert res.job in [j.id for j in other.jobs(limit=5)]
+    finally:
+        other.close()
