@@ -33,6 +33,11 @@ __all__ = ["Job"]
 
 logger = logging.getLogger(__name__)
 
+#: Up to this many executions go as separate submits; more, as one graph.
+#: Building a graph costs the client about a millisecond; each extra submit
+#: can wait for the next batch of the client's stream (measured in benchmarks/).
+_SUBMIT_AT_MOST = 2
+
 
 class Job:
     """A running job: ``wait()``, ``cancel()``, ``result()``, ``executions``."""
@@ -89,15 +94,16 @@ class Job:
         for ex in executions:
             self._by_id[ex.id] = ex
             self.fleet._in_flight(ex.site, +1)
-        if len(executions) == 1:
-            ex = executions[0]
-            with dask.annotate(**{ANNOTATION: self._annotation(ex)}):
-                futures = [client.submit(run_execution, self._spec(ex), key=ex.key, workers=[ex.address],
-                                         allow_other_workers=False, pure=False,
-                                         resources={"GPU": ex.gpus} if ex.gpus else None)]
+        if len(executions) <= _SUBMIT_AT_MOST:
+            futures = []
+            for ex in executions:
+                with dask.annotate(**{ANNOTATION: self._annotation(ex)}):
+                    futures.append(client.submit(run_execution, self._spec(ex), key=ex.key, workers=[ex.address],
+                                                 allow_other_workers=False, pure=False,
+                                                 resources={"GPU": ex.gpus} if ex.gpus else None))
         else:
-            # One graph, one message to the scheduler: separate submits would
-            # wait for the client's stream batches one after another.
+            # One graph, one message to the scheduler: more separate submits
+            # would wait for the client's stream batches one after another.
             tasks = []
             for ex in executions:
                 pinned = {"workers": [ex.address], "allow_other_workers": False, ANNOTATION: self._annotation(ex)}
