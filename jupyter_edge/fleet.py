@@ -192,7 +192,8 @@ class Fleet:
         :class:`PlacementError` before anything runs.
         """
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
-        return self._start(fn, args, kwargs, request, timeout, retries, source, supervise_in_thread=True)
+        work = {"payload": cloudpickle.dumps((fn, args, kwargs or {})), "call": _call_convention(fn)}
+        return self._start(work, request, timeout, retries, source or _describe(fn), supervise_in_thread=True)
 
     def run(self, fn: Callable, *args, data: str | None = None, where: str | None = None,
             gpus: int = 0, sites=None, all: bool = False, timeout: float | None = None,
@@ -202,11 +203,58 @@ class Fleet:
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises.
         """
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
-        job = self._start(fn, args, kwargs, request, timeout, retries, source, supervise_in_thread=False)
+        work = {"payload": cloudpickle.dumps((fn, args, kwargs or {})), "call": _call_convention(fn)}
+        job = self._start(work, request, timeout, retries, source or _describe(fn), supervise_in_thread=False)
         job.supervise()  # in this thread: no hand-off on the way back
         return job.result()
 
-    def _start(self, fn, args, kwargs, request, timeout, retries, source, supervise_in_thread) -> Job:
+    # --- running cells ---------------------------------------------------------
+
+    def submit_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
+                    fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
+                    sites=None, all: bool = False, timeout: float | None = None, retries: int = 0) -> Job:
+        """Start a notebook cell's ``source`` at every placed site; its value is
+        that of its last expression, as in IPython.
+
+        ``names`` are sent along (see :func:`jupyter_edge.cells.names_to_send`);
+        ``session`` keeps the names a cell defines at each site for the next
+        cell of the same session (a notebook), unless ``fresh``. ``dataset``
+        and ``site`` are always this site's handles.
+        """
+        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
+        return self._start(self._cell_work(source, names, session, fresh), request, timeout, retries,
+                           _first_line(source), supervise_in_thread=True)
+
+    def run_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
+                 fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
+                 sites=None, all: bool = False, timeout: float | None = None, retries: int = 0) -> JobResult:
+        """:meth:`submit_cell`, then wait: a :class:`JobResult` (site -> value).
+        Interrupting it (Ctrl-C) cancels the job at every site, then re-raises."""
+        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
+        job = self._start(self._cell_work(source, names, session, fresh), request, timeout, retries,
+                          _first_line(source), supervise_in_thread=False)
+        job.supervise()
+        return job.result()
+
+    def _cell_work(self, source: str, names: dict | None = None, session: str | None = None,
+                   fresh: bool = False) -> dict:
+        from .cells import pack_names
+
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError("the cell is empty: nothing to run")
+        compile(source, "<edge-cell>", "exec")  # a syntax error fails here, not at every site
+        return {"cell": {"source": source, "names": pack_names(names or {}), "session": session,
+                         "fresh": bool(fresh)}}
+
+    def reset_sessions(self, session: str) -> dict[str, int]:
+        """Forget ``session``'s names at every site: site -> sessions dropped."""
+        from .site.plugin import drop_sessions
+
+        found = self.client.run(drop_sessions, [session])
+        names = {s.address: s.name for s in self.catalog()}
+        return {names.get(address, address): count for address, count in found.items()}
+
+    def _start(self, work: dict, request: Request, timeout, retries, source: str, supervise_in_thread: bool) -> Job:
         if not request.has_target:
             raise PlacementError(
                 "no target: name a dataset (data=NAME), sites (sites=[...]), a label "
@@ -216,9 +264,7 @@ class Fleet:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
         placement = self._place(request)
-        payload = cloudpickle.dumps((fn, args, kwargs or {}))
-        job = Job(self, request, payload, _call_convention(fn), timeout=timeout, retries=retries,
-                  source=source or _describe(fn), owner=getpass.getuser())
+        job = Job(self, request, work, timeout=timeout, retries=retries, source=source, owner=getpass.getuser())
         job.start(placement, supervise_in_thread=supervise_in_thread)
         return job
 
@@ -234,6 +280,11 @@ def _seconds(timeout) -> float | None:
     if isinstance(timeout, bool) or seconds is None or seconds <= 0:
         raise ValueError(f"timeout must be a positive number of seconds (or e.g. '90s'), not {timeout!r}")
     return seconds
+
+
+def _first_line(source: str) -> str:
+    lines = [line for line in source.strip().splitlines() if line.strip()]
+    return lines[0][:120] if lines else ""
 
 
 def _call_convention(fn: Callable) -> dict[str, bool]:

@@ -42,7 +42,7 @@ _SUBMIT_AT_MOST = 2
 class Job:
     """A running job: ``wait()``, ``cancel()``, ``result()``, ``executions``."""
 
-    def __init__(self, fleet: Fleet, request: Request, payload: bytes, call: dict,
+    def __init__(self, fleet: Fleet, request: Request, work: dict,
                  timeout: float | None, retries: int, source: str, owner: str):
         self.fleet = fleet
         self.request = request
@@ -52,8 +52,7 @@ class Job:
         self.id = secrets.token_hex(4)
         self.created = time.time()
         self.deadline = self.created + timeout if timeout else None
-        self._payload = payload
-        self._call = call
+        self._work = work  # {"payload", "call"} for a function, {"cell"} for a cell
         self._futures: dict[str, Future] = {}  # execution id -> its task's future
         self._by_id: dict[str, Execution] = {}
         self._values: dict[str, Any] = {}
@@ -62,6 +61,7 @@ class Job:
         self._lock = threading.Lock()  # _futures is read by cancel() from other threads
         self._finished = threading.Event()
         self._stop_reason: State | None = None
+        self.notes: dict[str, str] = {}  # site -> something the user should know
 
     # --- starting ----------------------------------------------------------------
 
@@ -86,7 +86,7 @@ class Job:
         return {"job": job, "execution": ex.to_dict(outputs=False)}
 
     def _spec(self, ex: Execution) -> dict:
-        return {"execution": ex.id, "job": ex.job, "payload": self._payload, "call": self._call,
+        return {"execution": ex.id, "job": ex.job, **self._work,
                 "dataset": ex.dataset, "gpus": ex.gpus, "deadline": self.deadline}
 
     def _launch(self, executions: list[Execution]) -> None:
@@ -236,6 +236,8 @@ class Job:
         for ex_id, outcome in zip(finished, outcomes):
             ex = self._by_id[ex_id]
             ex.outputs = outcome["outputs"]
+            if outcome.get("session_discarded"):
+                self.notes[ex.site] = "the cell was killed; this notebook's names at the site were discarded"
             ex.apply({k: outcome[k] for k in ("state", "started", "ended", "error", "error_type", "bytes_returned")})
             if ex.state == State.DONE:
                 try:

@@ -50,7 +50,8 @@ def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str |
 
     workers = {site.name: site_worker_spec(site, storage_options) for site in sites}
     scheduler = {"cls": Scheduler, "options": {
-        "host": "127.0.0.1", "port": port, "dashboard": False, "scheduler_file": scheduler_file,
+        "host": "127.0.0.1", "port": port, "dashboard": False, "dashboard_address": ":0",
+        "scheduler_file": scheduler_file,
         "plugins": [EdgeSchedulerPlugin()] if scheduler_plugin else [],
     }}
     return SpecCluster(workers=workers, scheduler=scheduler, asynchronous=asynchronous, name=name)

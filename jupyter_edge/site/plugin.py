@@ -204,11 +204,13 @@ class EdgeSitePlugin(WorkerPlugin):
         outputs: list[dict] = []
         gpus = self._take_gpus(spec.get("gpus", 0))
         self._active[execution] = {"job": spec["job"], "started": time.time(), "reported": False}
+        cell = spec.get("cell")
         try:
             outcome = self.pool.execute(
                 execution, self._runner_request(spec, gpus),
                 on_output=lambda name, text: outputs.append({"name": name, "text": text}),
                 deadline=spec.get("deadline"),
+                session=None if cell is None or cell.get("fresh") else cell.get("session"),
             )
         finally:
             self._active.pop(execution, None)
@@ -224,8 +226,11 @@ class EdgeSitePlugin(WorkerPlugin):
             "ended": outcome.get("ended"),
             "bytes_returned": len(value) if value is not None else 0,
             "outputs": outputs,
+            "session_created": outcome.get("session_created", False),
+            "session_discarded": outcome.get("session_discarded", False),
         }
-        final = {k: v for k, v in result.items() if k not in ("value", "outputs")}
+        final = {k: v for k, v in result.items() if k not in ("value", "outputs", "session_created",
+                                                                "session_discarded")}
         if final["error"]:
             final["error"] = final["error"][-2000:]  # the registry needs the gist, not the whole text
         self._final[execution] = {**final, "job": spec["job"]}
@@ -236,11 +241,12 @@ class EdgeSitePlugin(WorkerPlugin):
         if spec.get("dataset") and decl is None:
             raise LookupError(f"site {self.worker.name!r} holds no dataset {spec['dataset']!r}")
         held = [g for g in self.gpus.gpus if g.index in gpus]
+        work = {"payload": spec["payload"], "call": spec["call"]} if "payload" in spec else \
+            {"cell": {**spec["cell"], "idle_limit": config.seconds("session-idle")}}
         return {
             "op": "run",
             "execution": spec["execution"],
-            "payload": spec["payload"],
-            "call": spec["call"],
+            **work,
             "dataset": {"name": decl.name, "shard": decl.shard, "url": decl.url} if decl else None,
             "storage_options": self.storage_options,
             "site": {"name": str(self.worker.name), "address": self.worker.address,
@@ -261,6 +267,12 @@ class EdgeSitePlugin(WorkerPlugin):
         if gpus:
             with self._gpu_lock:
                 self._free_gpus.extend(gpus)
+
+
+def drop_sessions(sessions: list[str], dask_worker=None) -> int:
+    """Forget a notebook's names at this site (``client.run`` target)."""
+    plugin = dask_worker.plugins.get(EdgeSitePlugin.name)
+    return plugin.pool.drop_sessions(list(sessions)) if plugin is not None and plugin.pool else 0
 
 
 def run_execution(spec: dict) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import queue
 import signal
 import socket
 import subprocess
@@ -45,6 +44,7 @@ class RunnerProcess:
         self.conn = Connection(parent.detach())
         self.ready = False
         self.tainted = False  # must not take more work (GPU env set, killed, ...)
+        self.drops: list[str] = []  # sessions to forget once it is idle
 
     def wait_ready(self, timeout: float) -> None:
         if self.ready:
@@ -93,7 +93,9 @@ class RunnerPool:
         self.size = size
         self.env = {**os.environ, **(env or {})}
         self.preload = list(config.get("runner.preload") or [])
-        self._ready: queue.Queue[RunnerProcess] = queue.Queue()
+        self._free: list[RunnerProcess] = []  # ready and idle
+        self._freed = threading.Condition()
+        self._sessions: dict[str, RunnerProcess] = {}  # a session's names live in one runner
         self._stops: dict[str, Stop] = {}
         self._active: set[str] = set()
         self._all: set[RunnerProcess] = set()
@@ -130,7 +132,13 @@ class RunnerPool:
         if self._closed:
             runner.close()
         else:
-            self._ready.put(runner)
+            self._put(runner)
+
+    def _put(self, runner: RunnerProcess) -> None:
+        with self._freed:
+            self._send_drops(runner)
+            self._free.append(runner)
+            self._freed.notify_all()
 
     def stop(self, execution: str, reason: str) -> None:
         """Ask for ``execution`` to stop; its task thread acts on it at once."""
@@ -151,47 +159,92 @@ class RunnerPool:
         request: dict,
         on_output: Callable[[str, str], None],
         deadline: float | None = None,
+        session: str | None = None,
     ) -> dict:
         """Run ``request`` in a ready runner; return its outcome message.
 
         Blocks the calling (task) thread. ``deadline`` is a ``time.time()``
-        after which the execution is stopped as ``timed-out``.
+        after which the execution is stopped as ``timed-out``. A ``session``
+        runs where its names are (and waits for that runner if it is busy).
         """
         with self._lock:
             self._active.add(execution)
         try:
-            runner = self._acquire(execution, deadline)
+            runner = self._acquire(execution, deadline, session)
             if runner is None:  # stopped while it waited for a runner: never started
                 stop = self._stops[execution]
                 return {"op": "result", "state": stop.reason, "value": None, "started": None,
                         "ended": time.time(), "error_type": None,
                         "error": f"{stop.reason} at the site before it started"}
             try:
-                return self._drive(runner, execution, request, on_output, deadline)
+                outcome = self._drive(runner, execution, request, on_output, deadline)
             finally:
                 self._release(runner)
+            if session is not None and runner.tainted:
+                outcome["session_discarded"] = True  # its names died with the runner
+            return outcome
         finally:
             self._forget(execution)
 
-    def _acquire(self, execution: str, deadline: float | None) -> RunnerProcess | None:
+    def _acquire(self, execution: str, deadline: float | None, session: str | None) -> RunnerProcess | None:
         while True:
             if deadline is not None and time.time() >= deadline:
                 self.stop(execution, "timed-out")
             if execution in self._stops:
                 return None
+            with self._freed:
+                runner = self._choose(session)
+                if runner is not None:
+                    self._free.remove(runner)
+                    if session is not None:
+                        self._sessions[session] = runner
+                    return runner
+                self._freed.wait(_TICK)
+
+    def _choose(self, session: str | None) -> RunnerProcess | None:
+        """The runner holding ``session`` once it is free, else any free one
+        (preferring runners that hold no session)."""
+        holder = self._sessions.get(session) if session is not None else None
+        if holder is not None and holder.alive and not holder.tainted:
+            return holder if holder in self._free else None
+        if not self._free:
+            return None
+        held = set(self._sessions.values())
+        return min(self._free, key=lambda r: r in held)
+
+    def drop_sessions(self, sessions: list[str]) -> int:
+        """Forget ``sessions``' names; returns how many this site held."""
+        dropped = 0
+        with self._freed:
+            for session in sessions:
+                runner = self._sessions.pop(session, None)
+                if runner is not None and runner.alive:
+                    dropped += 1
+                    runner.drops.append(session)
+                    if runner in self._free:  # a busy one is told when it is released
+                        self._send_drops(runner)
+        return dropped
+
+    @staticmethod
+    def _send_drops(runner: RunnerProcess) -> None:
+        drops, runner.drops = runner.drops, []
+        if drops:
             try:
-                return self._ready.get(timeout=_TICK)
-            except queue.Empty:
-                continue
+                runner.conn.send_bytes(pickle.dumps({"op": "drop", "sessions": drops}))
+            except OSError:
+                runner.tainted = True
 
     def _release(self, runner: RunnerProcess) -> None:
         if runner.tainted or not runner.alive or self._closed:
             runner.close()
             self._all.discard(runner)
+            with self._freed:
+                for session in [s for s, r in self._sessions.items() if r is runner]:
+                    del self._sessions[session]
             self.replaced += 1
             self._spawn()
         else:
-            self._ready.put(runner)
+            self._put(runner)
 
     def _forget(self, execution: str) -> None:
         with self._lock:

@@ -22,6 +22,8 @@ from multiprocessing.connection import Connection
 import cloudpickle
 
 from .capture import FDCapture
+from . import cell as cell_module
+from .cell import run_cell
 from .dataset import Dataset
 from .handle import SiteHandle
 
@@ -36,6 +38,8 @@ class Runner:
         self._send_lock = threading.Lock()
         self._interruptible = False
         self.capture = FDCapture()
+        self.sessions: dict[str, dict] = {}  # a notebook's names at this site, by session
+        self.last_used: dict[str, float] = {}
         signal.signal(signal.SIGINT, self._on_interrupt)
 
     def _on_interrupt(self, signum, frame):
@@ -58,6 +62,10 @@ class Runner:
                 return
             if msg["op"] == "run":
                 self.send(self.execute(msg))
+            elif msg["op"] == "drop":
+                for session in msg["sessions"]:
+                    self.sessions.pop(session, None)
+                    self.last_used.pop(session, None)
             elif msg["op"] == "exit":
                 return
 
@@ -71,7 +79,7 @@ class Runner:
 
         try:
             with self.capture.running(forward):
-                value = self._call(msg)
+                value = self._run_cell(msg, outcome) if msg.get("cell") else self._call(msg)
             payload = _dumps_value(value, msg["result_limit"])
             outcome.update(state="done", value=payload)
         except KeyboardInterrupt:
@@ -96,6 +104,39 @@ class Runner:
             self._interruptible = False
 
 
+    def _run_cell(self, msg: dict, outcome: dict):
+        cell = msg["cell"]
+        self._reap(cell.get("idle_limit"))
+        session = cell.get("session")
+        if cell.get("fresh") or session is None:
+            namespace = {"__name__": "__main__"}
+        else:
+            outcome["session_created"] = session not in self.sessions
+            namespace = self.sessions.setdefault(session, {"__name__": "__main__"})
+            self.last_used[session] = time.time()
+        self._interruptible = True
+        try:
+            if cell.get("names"):
+                namespace.update(cloudpickle.loads(cell["names"]))
+            spec = msg.get("dataset")
+            # Reserved: always this site's handles, whatever the cell assigned before.
+            namespace["dataset"] = Dataset(**spec, storage_options=msg.get("storage_options")) if spec else None
+            namespace["site"] = SiteHandle(**msg["site"])
+            return run_cell(cell["source"], namespace, label=f"edge-{msg['site']['name']}")
+        finally:
+            self._interruptible = False
+
+    def _reap(self, idle_limit: float | None) -> None:
+        """Forget sessions idle for longer than ``idle_limit`` seconds."""
+        if not idle_limit:
+            return
+        now = time.time()
+        for session, used in list(self.last_used.items()):
+            if now - used > idle_limit:
+                self.sessions.pop(session, None)
+                self.last_used.pop(session, None)
+
+
 def _dumps_value(value, limit: int) -> bytes:
     try:
         payload = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -109,10 +150,13 @@ def _dumps_value(value, limit: int) -> bytes:
     return payload
 
 
+_OWN_FILES = {__file__, cell_module.__file__}
+
+
 def _format_remote(error: BaseException) -> str:
     """The traceback from the user's code down, without the runner's own frames."""
     tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(error), error, tb))
 

@@ -1,0 +1,78 @@
+"""Which of the notebook's names a cell needs at the sites, and packing them.
+
+Found from the cell's AST: names it reads that the notebook defines. Modules
+travel by name (cloudpickle re-imports them at the site) and ``dataset``/``site``
+never travel: at a site they are always that site's own handles.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import types
+
+import cloudpickle
+
+from . import config
+
+RESERVED = frozenset({"dataset", "site"})
+
+
+class NamesTooLarge(ValueError):
+    """The names a cell would send are over ``edge.push-limit``."""
+
+
+def used_names(source: str) -> set[str]:
+    """Names the cell reads (loads), whether or not it also assigns them."""
+    tree = ast.parse(source)
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+
+
+def names_to_send(source: str, namespace: dict, push: list[str] | None = None,
+                  no_push: bool = False) -> dict:
+    """The notebook's values for the names ``source`` uses; ``push`` names them
+    explicitly instead, ``no_push`` sends none."""
+    if no_push:
+        return {}
+    if push is not None:
+        missing = [name for name in push if name not in namespace]
+        if missing:
+            raise NameError(f"--push: the notebook defines no {', '.join(missing)}")
+        wanted = [name for name in push if name not in RESERVED]
+    else:
+        wanted = sorted(used_names(source) - RESERVED)
+    found = {}
+    for name in wanted:
+        if name in namespace and not name.startswith("_") and not _is_shell_machinery(namespace[name]):
+            found[name] = namespace[name]
+        elif name in namespace and push is not None:
+            found[name] = namespace[name]
+    return {name: value for name, value in found.items() if not _is_builtin(name, value)}
+
+
+def pack_names(names: dict) -> bytes | None:
+    """cloudpickle ``names`` once for every site, within ``edge.push-limit``."""
+    if not names:
+        return None
+    limit = config.nbytes("push-limit")
+    packed = cloudpickle.dumps(names)
+    if len(packed) > limit:
+        sizes = sorted(((len(cloudpickle.dumps(v)), k) for k, v in names.items()), reverse=True)
+        biggest = ", ".join(f"{k} ({size:,} bytes)" for size, k in sizes[:3])
+        raise NamesTooLarge(
+            f"the names this cell sends are {len(packed):,} bytes, over edge.push-limit ({limit:,}): "
+            f"{biggest}. Keep data at the sites (read it there through `dataset`), or choose what "
+            "to send with --push a,b / --no-push"
+        )
+    return packed
+
+
+def _is_builtin(name: str, value) -> bool:
+    return getattr(builtins, name, object()) is value
+
+
+def _is_shell_machinery(value) -> bool:
+    # IPython's own helpers (exit, get_ipython, In/Out) mean nothing at a site.
+    module = getattr(value, "__module__", "") or ""
+    return isinstance(value, types.MethodType) and module.startswith("IPython") or \
+        type(value).__module__.startswith("IPython.")
