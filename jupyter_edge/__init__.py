@@ -11,6 +11,21 @@ from .placement import PlacementError
 from .result import JobResult
 from .selector import SelectorError
 
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext jupyter_edge``: the ``%edge`` and ``%%edge`` magics."""
+    from .magics import EdgeMagics
+
+    ipython.register_magics(EdgeMagics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    magics = ipython.magics_manager.registry.get("EdgeMagics")
+    if magics is not None:
+        magics._close()
+
+
 __all__ = [
     "__version__",
     "Fleet",

@@ -105,8 +105,13 @@ class Fleet:
 
     # --- what the fleet holds ----------------------------------------------
 
-    def catalog(self) -> Catalog:
-        """A fresh snapshot of the fleet, from the scheduler."""
+    def catalog(self, fresh: bool = True) -> Catalog:
+        """A snapshot of the fleet from the scheduler; ``fresh=False`` accepts
+        the one kept for placement, when there is one."""
+        if not fresh:
+            with self._lock:
+                if self._cached is not None:
+                    return self._cached
         catalog = Catalog.from_dict(self._call("edge_catalog"))
         with self._lock:
             self._cached, self._cached_at = catalog, time.monotonic()

@@ -15,7 +15,7 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
@@ -30,7 +30,7 @@ def sites_table(catalog: Catalog) -> str:
         datasets = ",".join(f"{d.dataset}@{d.shard}" for d in site.datasets.values()) or "-"
         gpus = str(site.gpu_count) + (f" ({site.gpus[0].model})" if site.gpus else "")
         rows.append([site.name, site.address, site.state, labels, datasets, gpus, str(site.running)])
-    return _table(["SITE", "ADDRESS", "STATE", "LABELS", "DATASETS", "GPUS", "RUNNING"], rows)
+    return text_table(["SITE", "ADDRESS", "STATE", "LABELS", "DATASETS", "GPUS", "RUNNING"], rows)
 
 
 def datasets_table(catalog: Catalog) -> str:
@@ -39,4 +39,4 @@ def datasets_table(catalog: Catalog) -> str:
         shards = "; ".join(f"{shard}: {','.join(holders)}" for shard, holders in info.shards.items())
         rows.append([info.name, info.kind, str(len(info.shards)), shards, human_bytes(info.bytes),
                      "?" if info.files is None else str(info.files)])
-    return _table(["DATASET", "KIND", "SHARDS", "SITES", "BYTES", "FILES"], rows)
+    return text_table(["DATASET", "KIND", "SHARDS", "SITES", "BYTES", "FILES"], rows)

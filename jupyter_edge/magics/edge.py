@@ -1,0 +1,196 @@
+"""``%edge`` and ``%%edge``: parse, call the Fleet API, replay the outputs.
+
+Everything here is a thin layer over :class:`~jupyter_edge.fleet.Fleet`; the
+logic lives there, so scripts and tests can use it without a kernel.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+import uuid
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from .. import config
+from ..cells import NamesTooLarge, names_to_send
+from ..fleet import Fleet
+from ..placement import PlacementError
+from ..selector import SelectorError
+from . import display as show
+from .args import cell_options, run_options, target_options
+
+USAGE = """\
+%edge connect [ADDRESS | --demo | --scheduler-file F]   connect this notebook to a fleet
+%edge disconnect                  close the connection (and an embedded demo fleet)
+%edge fleet                       the sites: labels, datasets, GPUs, versions
+%edge datasets                    the datasets: shards, sites, bytes, files
+%edge jobs                        the fleet's jobs
+%edge show JOB                    replay one of this notebook's jobs
+%edge cancel JOB                  stop one of this notebook's jobs
+%edge reset                       forget this notebook's names at every site
+%edge config [--timeout S] [--retries N]   defaults for %%edge cells
+
+%%edge --data NAME | --sites A,B | --all | --where SELECTOR | --gpus N  [options]
+    run the cell at those sites; `%%edge?` lists every option"""
+
+_NO_TARGET = ("this %%edge cell names no target: add --data NAME (once per shard of a dataset), "
+              "--sites A,B, --all, --where SELECTOR or --gpus N")
+
+
+@magics_class
+class EdgeMagics(Magics):
+    def __init__(self, shell):
+        super().__init__(shell)
+        self.fleet: Fleet | None = None
+        self.session = uuid.uuid4().hex  # this notebook's names at each site
+        self.defaults: dict = {"timeout": None, "retries": 0}
+        self.results = {}  # job id -> JobResult, for %edge show
+        self.jobs = {}  # job id -> Job started with --noblock
+
+    # --- %edge ... ----------------------------------------------------------------
+
+    @line_magic
+    def edge(self, line: str = ""):
+        """Work with the fleet; `%edge` alone lists what it can do."""
+        words = shlex.split(line)
+        if not words:
+            print(USAGE)
+            return None
+        command, rest = words[0], line.strip()[len(words[0]):].strip()
+        handler = getattr(self, f"_edge_{command}", None)
+        if handler is None:
+            raise UsageError(f"%edge has no command {command!r}\n\n{USAGE}")
+        return handler(rest)
+
+    @magic_arguments()
+    @argument("address", nargs="?", help="the scheduler, e.g. tcp://scheduler:8786 (default: $JUPYTER_EDGE_SCHEDULER)")
+    @argument("--demo", action="store_true", help="start the demo fleet inside this kernel")
+    @argument("--scheduler-file", help="read the address from this file")
+    def _connect(self, line):
+        """%edge connect [ADDRESS | --demo | --scheduler-file F]"""
+
+    def _edge_connect(self, rest: str):
+        args = parse_argstring(self._connect, rest)
+        self._close()
+        try:
+            if args.demo:
+                self.fleet = Fleet.demo()
+            else:
+                self.fleet = Fleet.connect(args.address, scheduler_file=args.scheduler_file)
+        except (ValueError, OSError, TimeoutError) as e:
+            raise UsageError(f"could not connect: {e}") from None
+        sites = self.fleet.sites()
+        print(f"connected to {self.fleet.address}: {len(sites)} site(s)")
+
+    def _edge_disconnect(self, rest: str):
+        self._close()
+
+    def _close(self) -> None:
+        if self.fleet is not None:
+            self.fleet.close()
+            self.fleet = None
+
+    def _edge_fleet(self, rest: str):
+        display(show.sites_view(self._connected().catalog()))
+
+    def _edge_datasets(self, rest: str):
+        display(show.datasets_view(self._connected().catalog()))
+
+    def _edge_jobs(self, rest: str):
+        display(show.jobs_view(self._connected().jobs(limit=50)))
+
+    def _edge_show(self, rest: str):
+        job_id = rest.strip()
+        if job_id in self.jobs and self.jobs[job_id].done():
+            self.results[job_id] = self.jobs[job_id].result()
+        if job_id in self.results:
+            show.replay(self.results[job_id])
+            return
+        try:
+            record = self._connected().job(job_id)
+        except KeyError as e:
+            raise UsageError(str(e).strip("'\"")) from None
+        display(show.jobs_view([record]))
+
+    def _edge_cancel(self, rest: str):
+        job = self.jobs.get(rest.strip())
+        if job is None:
+            raise UsageError(f"{rest.strip()!r} is not a running job of this notebook (see %edge jobs)")
+        job.cancel()
+        print(f"job {job.id}: {job.state}")
+
+    def _edge_reset(self, rest: str):
+        dropped = self._connected().reset_sessions(self.session)
+        print(f"forgot this notebook's names at {sum(1 for n in dropped.values() if n)} site(s)")
+
+    @magic_arguments()
+    @run_options
+    def _config(self, line):
+        """%edge config [--timeout S] [--retries N]"""
+
+    def _edge_config(self, rest: str):
+        args = parse_argstring(self._config, rest)
+        for name in ("timeout", "retries"):
+            value = getattr(args, name)
+            if value is not None:
+                self.defaults[name] = value
+        print(", ".join(f"{k}={v}" for k, v in self.defaults.items()))
+
+    def _connected(self) -> Fleet:
+        if self.fleet is None:
+            if config.scheduler_address() is None:
+                raise UsageError("not connected: %edge connect ADDRESS, or %edge connect --demo")
+            self._edge_connect("")
+        return self.fleet
+
+    # --- %%edge -------------------------------------------------------------------
+
+    @magic_arguments()
+    @target_options
+    @run_options
+    @cell_options
+    @cell_magic("edge")
+    def edge_cell(self, line: str, cell: str):
+        """Run this cell at the sites that hold a dataset, match a selector or
+        have GPUs; every site's output comes back here, labelled."""
+        args = parse_argstring(self.edge_cell, line)
+        if not (args.data or args.sites or args.all or args.where or args.gpus):
+            raise UsageError(_NO_TARGET)
+        if args.push is not None and args.no_push:
+            raise UsageError("--push and --no-push contradict each other")
+        fleet = self._connected()
+        try:
+            names = names_to_send(cell, self.shell.user_ns, push=args.push, no_push=args.no_push)
+            options = dict(
+                names=names, session=self.session, fresh=args.fresh, data=args.data, where=args.where,
+                gpus=args.gpus or 0, sites=args.sites, all=args.all,
+                timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
+                retries=args.retries if args.retries is not None else self.defaults["retries"],
+            )
+            if args.noblock:
+                job = fleet.submit_cell(cell, **options)
+            else:
+                started = time.monotonic()
+                result = fleet.run_cell(cell, **options)
+        except (PlacementError, SelectorError, NamesTooLarge, NameError, SyntaxError, ValueError) as e:
+            raise UsageError(str(e)) from None
+        if args.noblock:
+            self.jobs[job.id] = job
+            if args.out:
+                self.shell.user_ns[args.out] = job
+            print(f"edge job {job.id} started at {len(job.executions)} site(s); "
+                  f"`%edge show {job.id}` replays it when done")
+            return None
+        self.results[result.job] = result
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        show.replay(result)
+        print(show.closing_line(result, time.monotonic() - started, fleet.catalog(fresh=False)))
+        errors = result.errors
+        if errors:
+            raise show.EdgeCellError(result.job, errors, result=result)
+        return None

@@ -1,0 +1,130 @@
+"""%edge and %%edge through a real IPython shell, against a real fleet."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import get_ipython
+from IPython.utils.capture import capture_output
+
+from jupyter_edge import JobResult, State
+from jupyter_edge.magics.display import EdgeCellError
+
+
+@pytest.fixture(scope="module")
+def ip(fleet):
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "jupyter_edge")
+    with capture_output() as out:
+        shell.run_line_magic("edge", f"connect {fleet.address}")
+    assert "4 site(s)" in out.stdout
+    yield shell
+    shell.run_line_magic("edge", "disconnect")
+
+
+def cell(ip, line, source):
+    with capture_output() as out:
+        ip.run_cell_magic("edge", line, source)
+    return out
+
+
+def values(out) -> list[str]:
+    return [o.data["text/plain"] for o in out.outputs]
+
+
+def test_usage_and_bad_input_are_usage_errors(ip):
+    with capture_output() as out:
+        ip.run_line_magic("edge", "")
+    assert "%edge connect" in out.stdout and "%%edge --data NAME" in out.stdout
+    with pytest.raises(UsageError, match="no command 'flet'"):
+        ip.run_line_magic("edge", "flet")
+    with pytest.raises(UsageError, match="names no target: add --data NAME"):
+        ip.run_cell_magic("edge", "", "1")
+    with pytest.raises(UsageError, match="bad selector 'region='"):
+        ip.run_cell_magic("edge", "--where region=", "1")
+    with pytest.raises(UsageError, match="unrecognized arguments: --dta"):
+        ip.run_cell_magic("edge", "--dta sensors", "1")
+    with pytest.raises(UsageError, match="did you mean 'sensors'"):
+        ip.run_cell_magic("edge", "--data sensros", "1")
+    with pytest.raises(UsageError, match="invalid syntax|was never closed"):
+        ip.run_cell_magic("edge", "--all", "print((")
+
+
+def test_outputs_are_labelled_and_values_shown(ip):
+    out = cell(ip, "--data sensors --where region=eu -o res",
+               "df = dataset.read_parquet()\nprint('rows', len(df))\nfloat(df.value.max())")
+    assert "[stdout:berlin] rows 50\n" in out.stdout and "[stdout:paris] rows 50\n" in out.stdout
+    assert values(out) == ["Out[berlin]: 49.0", "Out[paris]: 49.0"]
+    assert out.outputs[0].metadata == {"jupyter_edge": {"site": "berlin"}}
+    assert "edge job " in out.stdout and "2 ok" in out.stdout and "stayed at the sites" in out.stdout
+    res = ip.user_ns["res"]
+    assert isinstance(res, JobResult) and dict(res) == {"berlin": 49.0, "paris": 49.0}
+
+
+def test_names_are_sent_reserved_ones_never(ip):
+    ip.user_ns.update(threshold=40, site="not the site", unused=object())
+    out = cell(ip, "--sites tokyo", "(site.name, threshold + 2)")
+    assert values(out) == ["Out[tokyo]: ('tokyo', 42)"]
+    ip.user_ns["big"] = b"x" * 2_000_000
+    with pytest.raises(UsageError, match=r"over edge.push-limit .*big \(2,0"):
+        ip.run_cell_magic("edge", "--sites tokyo", "len(big)")
+    out = cell(ip, "--sites tokyo --push threshold", "threshold")
+    assert values(out) == ["Out[tokyo]: 40"]
+    with pytest.raises(EdgeCellError):
+        cell(ip, "--sites tokyo --no-push --fresh", "threshold")
+
+
+def test_state_is_kept_per_notebook_until_fresh_or_reset(ip):
+    cell(ip, "--sites paris", "counter = 1")
+    out = cell(ip, "--sites paris", "counter += 1\ncounter")
+    assert values(out) == ["Out[paris]: 2"]
+    with pytest.raises(EdgeCellError) as fresh:
+        cell(ip, "--sites paris --fresh", "counter")
+    assert "NameError" in str(fresh.value)
+    assert values(cell(ip, "--sites paris", "counter")) == ["Out[paris]: 2"], "--fresh must not clear the session"
+    with capture_output() as out:
+        ip.run_line_magic("edge", "reset")
+    assert "forgot this notebook's names" in out.stdout
+    with pytest.raises(EdgeCellError, match="NameError"):
+        cell(ip, "--sites paris", "counter")
+
+
+def test_failures_are_shown_then_raised_and_results_kept(ip):
+    source = "if site.name == 'paris':\n    raise ValueError('paris is down')\nsite.name.upper()"
+    with capture_output() as out:
+        with pytest.raises(EdgeCellError, match=r"\[paris\] failed: ValueError: paris is down"):
+            ip.run_cell_magic("edge", "--where region=eu -o partial", source)
+    assert "[failed:paris] Traceback" in out.stderr and "raise ValueError('paris is down')" in out.stderr
+    assert values(out) == ["Out[berlin]: 'BERLIN'"]
+    assert "1 ok, 1 failed" in out.stdout
+    assert dict(ip.user_ns["partial"]) == {"berlin": "BERLIN"}
+
+
+def test_timeout_from_the_cell_and_from_config(ip):
+    with pytest.raises(EdgeCellError, match="timed-out"):
+        cell(ip, "--sites tokyo --timeout 1 -o slow", "import time\ntime.sleep(20)")
+    assert ip.user_ns["slow"].executions["tokyo"].state == State.TIMED_OUT
+    with capture_output():
+        ip.run_line_magic("edge", "config --timeout 1")
+    try:
+        with pytest.raises(EdgeCellError, match="timed-out"):
+            cell(ip, "--sites tokyo", "import time\ntime.sleep(20)")
+    finally:
+        ip.run_line_magic("edge", "config --timeout 600")
+
+
+def test_jobs_show_and_noblock(ip):
+    cell(ip, "--sites berlin -o first", "print('again')\n7")
+    job_id = ip.user_ns["first"].job
+    with capture_output() as out:
+        ip.run_line_magic("edge", "jobs")
+    assert job_id in out.outputs[0].data["text/plain"]
+    with capture_output() as out:
+        ip.run_line_magic("edge", f"show {job_id}")
+    assert "[stdout:berlin] again" in out.stdout and values(out) == ["Out[berlin]: 7"]
+    out = cell(ip, "--sites berlin --noblock -o pending", "8")
+    job = ip.user_ns["pending"]
+    assert f"edge job {job.id} started" in out.stdout
+    assert job.wait(60) and dict(job.result()) == {"berlin": 8}
+    with pytest.raises(UsageError, match="not a running job of this notebook"):
+        ip.run_line_magic("edge", "cancel nosuchjob")
