@@ -25,7 +25,7 @@ from .job import Job
 from .jobs import JobRecord
 from .placement import Placement, PlacementError, Request, place
 from .result import JobResult
-from .scheduler import CATALOG_TOPIC, EdgeSchedulerPlugin
+from .scheduler import CATALOG_TOPIC, OUTPUT_TOPIC, EdgeSchedulerPlugin
 
 __all__ = ["Fleet", "Job"]
 
@@ -50,7 +50,9 @@ class Fleet:
         self._lock = threading.Lock()
         self._running: Counter[str] = Counter()  # this Fleet's executions in flight, by site
         self._ensure_scheduler_plugin()
+        self._live: dict[str, Job] = {}  # running jobs, for their live output
         client.subscribe_topic(CATALOG_TOPIC, self._on_catalog_change)
+        client.subscribe_topic(OUTPUT_TOPIC, self._on_output)
 
     @classmethod
     def connect(cls, address: str | None = None, *, scheduler_file: str | None = None,
@@ -116,6 +118,12 @@ class Fleet:
         with self._lock:
             self._cached, self._cached_at = catalog, time.monotonic()
         return catalog
+
+    def _on_output(self, event) -> None:
+        _, msg = event
+        job = self._live.get(msg["job"])
+        if job is not None:
+            job._on_output(msg["site"], msg["outputs"])
 
     def _on_catalog_change(self, event) -> None:
         with self._lock:
@@ -217,9 +225,11 @@ class Fleet:
 
     def submit_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
                     fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
-                    sites=None, all: bool = False, timeout: float | None = None, retries: int = 0) -> Job:
+                    sites=None, all: bool = False, timeout: float | None = None, retries: int = 0,
+                    on_output=None) -> Job:
         """Start a notebook cell's ``source`` at every placed site; its value is
-        that of its last expression, as in IPython.
+        that of its last expression, as in IPython. ``on_output(site, outputs)``
+        receives the output while it runs.
 
         ``names`` are sent along (see :func:`jupyter_edge.cells.names_to_send`);
         ``session`` keeps the names a cell defines at each site for the next
@@ -228,16 +238,17 @@ class Fleet:
         """
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
         return self._start(self._cell_work(source, names, session, fresh), request, timeout, retries,
-                           _first_line(source), supervise_in_thread=True)
+                           _first_line(source), supervise_in_thread=True, on_output=on_output)
 
     def run_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
                  fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
-                 sites=None, all: bool = False, timeout: float | None = None, retries: int = 0) -> JobResult:
+                 sites=None, all: bool = False, timeout: float | None = None, retries: int = 0,
+                 on_output=None) -> JobResult:
         """:meth:`submit_cell`, then wait: a :class:`JobResult` (site -> value).
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises."""
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
         job = self._start(self._cell_work(source, names, session, fresh), request, timeout, retries,
-                          _first_line(source), supervise_in_thread=False)
+                          _first_line(source), supervise_in_thread=False, on_output=on_output)
         job.supervise()
         return job.result()
 
@@ -259,7 +270,8 @@ class Fleet:
         names = {s.address: s.name for s in self.catalog()}
         return {names.get(address, address): count for address, count in found.items()}
 
-    def _start(self, work: dict, request: Request, timeout, retries, source: str, supervise_in_thread: bool) -> Job:
+    def _start(self, work: dict, request: Request, timeout, retries, source: str, supervise_in_thread: bool,
+               on_output=None) -> Job:
         if not request.has_target:
             raise PlacementError(
                 "no target: name a dataset (data=NAME), sites (sites=[...]), a label "
@@ -269,7 +281,8 @@ class Fleet:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
         placement = self._place(request)
-        job = Job(self, request, work, timeout=timeout, retries=retries, source=source, owner=getpass.getuser())
+        job = Job(self, request, work, timeout=timeout, retries=retries, source=source, owner=getpass.getuser(),
+                  on_output=on_output)
         job.start(placement, supervise_in_thread=supervise_in_thread)
         return job
 

@@ -43,7 +43,7 @@ class Job:
     """A running job: ``wait()``, ``cancel()``, ``result()``, ``executions``."""
 
     def __init__(self, fleet: Fleet, request: Request, work: dict,
-                 timeout: float | None, retries: int, source: str, owner: str):
+                 timeout: float | None, retries: int, source: str, owner: str, on_output=None):
         self.fleet = fleet
         self.request = request
         self.source = source
@@ -62,6 +62,9 @@ class Job:
         self._finished = threading.Event()
         self._stop_reason: State | None = None
         self.notes: dict[str, str] = {}  # site -> something the user should know
+        #: Called as ``on_output(site, outputs)`` for each batch of output while
+        #: the job runs (on the client's event loop: be quick).
+        self.on_output = on_output
 
     # --- starting ----------------------------------------------------------------
 
@@ -69,6 +72,7 @@ class Job:
         """Launch the job's tasks; each carries its execution's record as a Dask
         annotation, from which the scheduler plugin registers the job as the
         tasks arrive: no round trip of its own."""
+        self.fleet._live[self.id] = self
         self._launch(self._executions(placement, attempt=1))
         if supervise_in_thread:
             threading.Thread(target=self.supervise, name=f"edge-job-{self.id}", daemon=True).start()
@@ -137,7 +141,15 @@ class Job:
             for ex in self._by_id.values():
                 self.fleet._in_flight(ex.site, -1)
             self._futures.clear()  # let Dask release the results
+            self.fleet._live.pop(self.id, None)
             self._finished.set()
+
+    def _on_output(self, site: str, outputs: list[dict]) -> None:
+        if self.on_output is not None:
+            try:
+                self.on_output(site, outputs)
+            except Exception:  # a display that fails must not stop the job
+                logger.exception("job %s: live output handler failed", self.id)
 
     def _follow(self) -> None:
         while True:

@@ -26,11 +26,13 @@ from tornado.ioloop import PeriodicCallback
 from . import config
 from .catalog import Catalog, Site
 from .jobs import TERMINAL, Execution, JobRecord, SiteLost, State
-from .site.plugin import EXECUTION_TOPIC, KEY_PREFIX, SITE_TOPIC
+from .site.plugin import EXECUTION_TOPIC, KEY_PREFIX, OUTPUT_OP, SITE_TOPIC
 
 logger = logging.getLogger(__name__)
 
 CATALOG_TOPIC = "edge-catalog"
+#: Live output reaches the job's own client under this topic, and no one else.
+OUTPUT_TOPIC = "edge-output"
 #: The Dask annotation that carries an execution's record with its task.
 ANNOTATION = "edge"
 
@@ -45,11 +47,13 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         self.reports: dict[str, dict] = {}  # worker address -> the site's last report
         self.jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self.executions: dict[str, Execution] = {}  # unfinished, by id
+        self.owners: dict[str, str] = {}  # job id -> the Dask client that submitted it
         self.catalog_version = 0
         self.scheduler = None
 
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
+        scheduler.stream_handlers[OUTPUT_OP] = self.handle_output
         scheduler.handlers.update({
             "edge_catalog": self.handle_catalog,
             "edge_jobs": self.handle_jobs,
@@ -78,9 +82,10 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 if execution.finished:
                     self.executions.pop(execution.id, None)
 
-    def update_graph(self, scheduler, *, annotations=None, **kwargs) -> None:
+    def update_graph(self, scheduler, *, client=None, annotations=None, **kwargs) -> None:
         """Register the executions whose tasks just arrived (see ``ANNOTATION``)."""
         for carried in ((annotations or {}).get(ANNOTATION) or {}).values():
+            self.owners[carried["job"]["id"]] = client
             header = carried["job"]
             record = self.jobs.get(header["id"])
             if record is None:
@@ -93,6 +98,13 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             self.executions[ex.id] = ex
             if ex.address not in self.scheduler.workers:  # placed from a catalog older than a departure
                 self._mark_lost(ex)
+
+    def handle_output(self, job: str, worker: str | None = None, **msg) -> None:
+        """A batch of a running execution's output: straight on to its client."""
+        client = self.owners.get(job)
+        if client in self.scheduler.client_comms:
+            event = {"op": "event", "topic": OUTPUT_TOPIC, "event": (time.time(), {"job": job, **msg})}
+            self.scheduler.send_all({client: [event]}, worker_msgs={})
 
     def remove_worker(self, scheduler, worker: str, **kwargs) -> None:
         report = self.reports.pop(worker, None)
@@ -203,6 +215,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         for job_id in list(self.jobs)[: max(0, len(self.jobs) - keep)]:
             if all(ex.state in TERMINAL for ex in self.jobs[job_id].executions):
                 del self.jobs[job_id]
+                self.owners.pop(job_id, None)
 
     def handle_jobs(self, limit: int | None = None) -> list[dict]:
         records = list(self.jobs.values())[::-1]

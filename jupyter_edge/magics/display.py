@@ -30,15 +30,16 @@ class EdgeCellError(JobError):
         return [str(self)]
 
 
-def replay(result: JobResult) -> None:
-    """Every site's stdout, stderr, value and error, labelled, in site order."""
+def replay(result: JobResult, streams: bool = True) -> None:
+    """Every site's value and error, labelled, in site order; with ``streams``,
+    its stdout and stderr first (``%edge show``; a live cell has shown them)."""
+    if streams:
+        from .live import LiveOutput
+
+        live = LiveOutput(None)
+        live.finish(result)
     for site in sorted(result.executions):
         ex = result.executions[site]
-        for output in ex.outputs:
-            stream = sys.stdout if output["name"] == "stdout" else sys.stderr
-            stream.write(f"[{output['name']}:{site}] {output['text']}")
-            if not output["text"].endswith("\n"):
-                stream.write("\n")
         if ex.state == State.DONE:
             if site in result and result[site] is not None:
                 show_value(site, result[site])

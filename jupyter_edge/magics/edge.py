@@ -22,6 +22,7 @@ from ..placement import PlacementError
 from ..selector import SelectorError
 from . import display as show
 from .args import cell_options, run_options, target_options
+from .live import LiveOutput
 
 USAGE = """\
 %edge connect [ADDRESS | --demo | --scheduler-file F]   connect this notebook to a fleet
@@ -171,11 +172,12 @@ class EdgeMagics(Magics):
                 timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
                 retries=args.retries if args.retries is not None else self.defaults["retries"],
             )
+            live = LiveOutput(self.shell)
             if args.noblock:
-                job = fleet.submit_cell(cell, **options)
+                job = fleet.submit_cell(cell, on_output=live, **options)
             else:
                 started = time.monotonic()
-                result = fleet.run_cell(cell, **options)
+                result = fleet.run_cell(cell, on_output=live, **options)
         except (PlacementError, SelectorError, NamesTooLarge, NameError, SyntaxError, ValueError) as e:
             raise UsageError(str(e)) from None
         if args.noblock:
@@ -188,7 +190,8 @@ class EdgeMagics(Magics):
         self.results[result.job] = result
         if args.out:
             self.shell.user_ns[args.out] = result
-        show.replay(result)
+        live.finish(result)
+        show.replay(result, streams=False)
         print(show.closing_line(result, time.monotonic() - started, fleet.catalog(fresh=False)))
         errors = result.errors
         if errors:

@@ -31,6 +31,9 @@ RESERVED_PREFIX = "edge."
 #: Event topics: sites report themselves and their executions to the scheduler plugin.
 SITE_TOPIC = "edge-site"
 EXECUTION_TOPIC = "edge-execution"
+#: Output is streamed on the worker's own stream to the scheduler plugin, which
+#: hands it to the one client whose job it is (nothing is kept on the way).
+OUTPUT_OP = "edge-output"
 #: Every edge task's key starts with this; the rest is the execution id.
 KEY_PREFIX = "edge-"
 
@@ -205,10 +208,19 @@ class EdgeSitePlugin(WorkerPlugin):
         gpus = self._take_gpus(spec.get("gpus", 0))
         self._active[execution] = {"job": spec["job"], "started": time.time(), "reported": False}
         cell = spec.get("cell")
+        site = str(self.worker.name)
+
+        def on_output(name: str, text: str) -> None:
+            # The runner batches output (capture.FLUSH_INTERVAL); each batch goes out live.
+            outputs.append({"name": name, "text": text})
+            msg = {"op": OUTPUT_OP, "job": spec["job"], "execution": execution, "site": site,
+                   "outputs": [{"name": name, "text": text}]}
+            self.worker.loop.add_callback(self.worker.batched_send, msg)
+
         try:
             outcome = self.pool.execute(
                 execution, self._runner_request(spec, gpus),
-                on_output=lambda name, text: outputs.append({"name": name, "text": text}),
+                on_output=on_output,
                 deadline=spec.get("deadline"),
                 session=None if cell is None or cell.get("fresh") else cell.get("session"),
             )

@@ -1,0 +1,71 @@
+"""Live output: each site's output, labelled, in the cell that started the job.
+
+Output arrives on the client's event loop while the cell runs (or after it
+returned, with ``--noblock``). In a Jupyter kernel it is sent with the message
+header of the cell that asked, so it lands there even when another cell is
+running by then; elsewhere it is written to this process's stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from ..result import JobResult
+
+
+class LiveOutput:
+    def __init__(self, shell):
+        kernel = getattr(shell, "kernel", None)
+        self._kernel = kernel if kernel is not None and hasattr(kernel, "iopub_socket") else None
+        self._parent = getattr(shell, "parent_header", None) if self._kernel is not None else None
+        self._shown: dict[tuple[str, str], int] = {}  # (site, stream) -> characters already shown
+        self._line_start: dict[tuple[str, str], bool] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, site: str, outputs: list[dict]) -> None:
+        for output in outputs:
+            self.write(site, output["name"], output["text"])
+
+    def write(self, site: str, stream: str, text: str) -> None:
+        with self._lock:
+            key = (site, stream)
+            self._shown[key] = self._shown.get(key, 0) + len(text)
+            labelled = self._label(key, text)
+        self._send(stream, labelled)
+
+    def finish(self, result: JobResult) -> None:
+        """Show whatever the live stream did not (a batch that arrived late or
+        not at all), so the cell always ends with every site's whole output."""
+        for site in sorted(result.executions):
+            for stream in ("stdout", "stderr"):
+                full = "".join(o["text"] for o in result.executions[site].outputs if o["name"] == stream)
+                with self._lock:
+                    rest = full[self._shown.get((site, stream), 0):]
+                if rest:
+                    self.write(site, stream, rest)
+        with self._lock:
+            for key, at_start in self._line_start.items():
+                if not at_start:
+                    self._line_start[key] = True
+                    self._send(key[1], "\n")
+
+    def _label(self, key: tuple[str, str], text: str) -> str:
+        site, stream = key
+        prefix = f"[{stream}:{site}] "
+        out = []
+        for line in text.splitlines(keepends=True):
+            if self._line_start.get(key, True):
+                out.append(prefix)
+            out.append(line)
+            self._line_start[key] = line.endswith("\n")
+        return "".join(out)
+
+    def _send(self, stream: str, text: str) -> None:
+        if self._kernel is not None:
+            self._kernel.session.send(self._kernel.iopub_socket, "stream", {"name": stream, "text": text},
+                                      parent=self._parent, ident=f"stream.{stream}".encode())
+        else:
+            target = sys.stdout if stream == "stdout" else sys.stderr
+            target.write(text)
+            target.flush()

@@ -1,0 +1,93 @@
+"""Cells at the sites through the Fleet API: live output, sessions, concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from distributed import Client
+
+from jupyter_edge import Fleet, State
+from jupyter_edge.local import SiteSpec, local_cluster
+
+
+def test_output_arrives_while_the_cell_runs(fleet):
+    seen, first = [], threading.Event()
+
+    def on_output(site, outputs):
+        seen.extend((site, o["name"], o["text"]) for o in outputs)
+        first.set()
+
+    job = fleet.submit_cell("print('early', flush=True)\nimport time\ntime.sleep(30)", sites=["tokyo"],
+                            on_output=on_output, timeout=60)
+    try:
+        assert first.wait(10), "no output arrived while the cell was still running"
+        assert not job.done()
+        assert seen == [("tokyo", "stdout", "early\n")]
+    finally:
+        job.cancel()
+    assert job.executions[0].state == State.CANCELLED
+
+
+def test_value_is_the_last_expression(fleet):
+    res = fleet.run_cell("x = 2\nx * 21", sites=["berlin"])
+    assert dict(res) == {"berlin": 42}
+    assert dict(fleet.run_cell("x = 2\nx * 21;", sites=["berlin"])) == {"berlin": None}
+    assert dict(fleet.run_cell("y = 1", sites=["berlin"])) == {"berlin": None}
+
+
+def test_a_syntax_error_fails_before_anything_runs(fleet):
+    with pytest.raises(SyntaxError):
+        fleet.run_cell("def broken(:\n  pass", sites=["berlin"])
+
+
+def test_traceback_shows_the_cells_lines(fleet):
+    res = fleet.run_cell("a = 1\nb = 0\na / b", sites=["berlin"])
+    error = res.executions["berlin"].error
+    assert "a / b" in error and "ZeroDivisionError" in error and "runner_main" not in error, error
+
+
+@pytest.fixture(scope="module")
+def two_thread_site():
+    cluster = local_cluster([SiteSpec("lyon", {"region": "eu"}, nthreads=2)])
+    fleet = Fleet(Client(cluster, set_as_default=False))
+    fleet.wait_for_sites(1)
+    yield fleet
+    fleet.close()
+    cluster.close()
+
+
+def test_two_cells_at_once_on_one_site_keep_their_outputs_apart(two_thread_site):
+    fleet = two_thread_site
+    source = "import time\nfor i in range(20):\n    print(TAG, i, flush=True)\n    time.sleep(0.05)\nTAG"
+    a = fleet.submit_cell(source, names={"TAG": "alpha"}, sites=["lyon"], timeout=60)
+    b = fleet.submit_cell(source, names={"TAG": "beta"}, sites=["lyon"], timeout=60)
+    ra, rb = a.result(60), b.result(60)
+    assert (ra["lyon"], rb["lyon"]) == ("alpha", "beta")
+    started = [ra.executions["lyon"].started, rb.executions["lyon"].started]
+    ended = [ra.executions["lyon"].ended, rb.executions["lyon"].ended]
+    assert max(started) < min(ended), "the two cells were meant to overlap"
+    for res, tag, other in ((ra, "alpha", "beta"), (rb, "beta", "alpha")):
+        text = "".join(o["text"] for o in res.outputs["lyon"])
+        assert text == "".join(f"{tag} {i}\n" for i in range(20)) and other not in text
+
+
+def test_sessions_of_two_notebooks_are_isolated(two_thread_site):
+    fleet = two_thread_site
+    fleet.run_cell("secret = 'mine'", session="notebook-a", sites=["lyon"])
+    fleet.run_cell("secret = 'yours'", session="notebook-b", sites=["lyon"])
+    assert dict(fleet.run_cell("secret", session="notebook-a", sites=["lyon"])) == {"lyon": "mine"}
+    assert dict(fleet.run_cell("secret", session="notebook-b", sites=["lyon"])) == {"lyon": "yours"}
+    res = fleet.run_cell("secret", session="notebook-c", sites=["lyon"])
+    assert "NameError" in res.executions["lyon"].error
+
+
+def test_interrupted_cell_keeps_the_session_when_it_stops_cleanly(two_thread_site):
+    fleet = two_thread_site
+    fleet.run_cell("kept = 5", session="nb-int", sites=["lyon"])
+    job = fleet.submit_cell("import time\ntime.sleep(30)", session="nb-int", sites=["lyon"])
+    time.sleep(1.0)
+    job.cancel()
+    assert job.executions[0].state == State.CANCELLED
+    assert dict(fleet.run_cell("kept", session="nb-int", sites=["lyon"], timeout=30)) == {"lyon": 5}
