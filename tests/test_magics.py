@@ -128,3 +128,28 @@ def test_jobs_show_and_noblock(ip):
     assert job.wait(60) and dict(job.result()) == {"berlin": 8}
     with pytest.raises(UsageError, match="not a running job of this notebook"):
         ip.run_line_magic("edge", "cancel nosuchjob")
+
+
+def test_rich_output_and_figures_come_back_marked_with_their_site(ip):
+    pytest.importorskip("matplotlib")
+    source = (
+        "class Badge:\n"
+        "    def _repr_html_(self):\n"
+        "        return '<b>' + site.name + '</b>'\n"
+        "print('before')\n"
+        "display(Badge())\n"
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3])\n"
+        "print('after')\n"
+    )
+    out = cell(ip, "--sites berlin -o rich", source)
+    kinds = [sorted(o.data) for o in out.outputs]
+    assert kinds == [["text/html", "text/plain"], ["image/png", "text/plain"]], kinds
+    assert out.outputs[0].data["text/html"] == "<b>berlin</b>"
+    assert all(o.metadata == {"jupyter_edge": {"site": "berlin"}} for o in out.outputs)
+    import base64
+
+    assert base64.b64decode(out.outputs[1].data["image/png"]).startswith(b"\x89PNG")
+    assert out.stdout.index("[stdout:berlin] before") < out.stdout.index("[stdout:berlin] after")
+    names = [o["name"] for o in ip.user_ns["rich"].outputs["berlin"]]
+    assert names == ["stdout", "display", "stdout", "display"], names

@@ -19,7 +19,7 @@ from ..result import JobResult
 from ..site.plugin import versions
 from ..tables import datasets_table, human_bytes, sites_table, text_table
 
-METADATA_KEY = "jupyter_edge"
+from .live import METADATA_KEY
 
 
 class EdgeCellError(JobError):

@@ -13,6 +13,8 @@ import threading
 
 from ..result import JobResult
 
+METADATA_KEY = "jupyter_edge"  # display metadata: which site an output came from
+
 
 class LiveOutput:
     def __init__(self, shell):
@@ -21,11 +23,29 @@ class LiveOutput:
         self._parent = getattr(shell, "parent_header", None) if self._kernel is not None else None
         self._shown: dict[tuple[str, str], int] = {}  # (site, stream) -> characters already shown
         self._line_start: dict[tuple[str, str], bool] = {}
+        self._displayed: dict[str, int] = {}  # site -> rich outputs already shown
         self._lock = threading.Lock()
 
     def __call__(self, site: str, outputs: list[dict]) -> None:
         for output in outputs:
-            self.write(site, output["name"], output["text"])
+            if output["name"] == "display":
+                self.display(site, output["data"])
+            else:
+                self.write(site, output["name"], output["text"])
+
+    def display(self, site: str, data: dict) -> None:
+        """A rich output of a site (``display()``, a figure), marked with its site."""
+        with self._lock:
+            self._displayed[site] = self._displayed.get(site, 0) + 1
+        metadata = {METADATA_KEY: {"site": site}}
+        if self._kernel is not None:
+            self._kernel.session.send(self._kernel.iopub_socket, "display_data",
+                                      {"data": data, "metadata": metadata, "transient": {}},
+                                      parent=self._parent, ident=b"display_data")
+        else:
+            from IPython.display import display
+
+            display(data, raw=True, metadata=metadata)
 
     def write(self, site: str, stream: str, text: str) -> None:
         with self._lock:
@@ -38,6 +58,9 @@ class LiveOutput:
         """Show whatever the live stream did not (a batch that arrived late or
         not at all), so the cell always ends with every site's whole output."""
         for site in sorted(result.executions):
+            rich = [o["data"] for o in result.executions[site].outputs if o["name"] == "display"]
+            for data in rich[self._displayed.get(site, 0):]:
+                self.display(site, data)
             for stream in ("stdout", "stderr"):
                 full = "".join(o["text"] for o in result.executions[site].outputs if o["name"] == stream)
                 with self._lock:

@@ -65,6 +65,13 @@ class FDCapture:
             self._flush()
             self._send = None
 
+    def flush_now(self) -> None:
+        """Send what fds 1 and 2 have received so far (before a rich output)."""
+        _flush_python_streams()
+        with self._lock:
+            self._collect()
+            self._flush()
+
     def _collect(self, final: bool = False) -> None:
         """Move what the pipes hold into ``_pending`` (under ``_lock``)."""
         for fd, (read_end, _) in self._pipes.items():

@@ -210,11 +210,11 @@ class EdgeSitePlugin(WorkerPlugin):
         cell = spec.get("cell")
         site = str(self.worker.name)
 
-        def on_output(name: str, text: str) -> None:
+        def on_output(output: dict) -> None:
             # The runner batches output (capture.FLUSH_INTERVAL); each batch goes out live.
-            outputs.append({"name": name, "text": text})
+            outputs.append(output)
             msg = {"op": OUTPUT_OP, "job": spec["job"], "execution": execution, "site": site,
-                   "outputs": [{"name": name, "text": text}]}
+                   "outputs": [output]}
             self.worker.loop.add_callback(self.worker.batched_send, msg)
 
         try:
@@ -254,7 +254,8 @@ class EdgeSitePlugin(WorkerPlugin):
             raise LookupError(f"site {self.worker.name!r} holds no dataset {spec['dataset']!r}")
         held = [g for g in self.gpus.gpus if g.index in gpus]
         work = {"payload": spec["payload"], "call": spec["call"]} if "payload" in spec else \
-            {"cell": {**spec["cell"], "idle_limit": config.seconds("session-idle")}}
+            {"cell": {**spec["cell"], "idle_limit": config.seconds("session-idle")},
+             "image_limit": config.nbytes("output-image-limit")}
         return {
             "op": "run",
             "execution": spec["execution"],

@@ -91,7 +91,8 @@ class RunnerPool:
 
     def __init__(self, size: int, env: dict[str, str] | None = None):
         self.size = size
-        self.env = {**os.environ, **(env or {})}
+        # Figures are drawn off-screen and sent as PNG, like the inline backend.
+        self.env = {"MPLBACKEND": "Agg", **os.environ, **(env or {})}
         self.preload = list(config.get("runner.preload") or [])
         self._free: list[RunnerProcess] = []  # ready and idle
         self._freed = threading.Condition()
@@ -157,7 +158,7 @@ class RunnerPool:
         self,
         execution: str,
         request: dict,
-        on_output: Callable[[str, str], None],
+        on_output: Callable[[dict], None],
         deadline: float | None = None,
         session: str | None = None,
     ) -> dict:
@@ -252,7 +253,7 @@ class RunnerPool:
             self._active.discard(execution)
 
     def _drive(self, runner: RunnerProcess, execution: str, request: dict,
-               on_output: Callable[[str, str], None], deadline: float | None) -> dict:
+               on_output: Callable[[dict], None], deadline: float | None) -> dict:
         grace = config.seconds("runner.interrupt-grace")
         runner.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
         if request.get("env", {}).get("CUDA_VISIBLE_DEVICES"):
@@ -277,7 +278,7 @@ class RunnerPool:
             except (EOFError, OSError):
                 return self._died(runner, stop)
             if msg["op"] == "output":
-                on_output(msg["name"], msg["text"])
+                on_output(msg["output"])
             elif msg["op"] == "result":
                 if stop is not None and msg["state"] == "cancelled":
                     msg["state"] = stop.reason

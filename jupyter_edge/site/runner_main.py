@@ -25,6 +25,7 @@ from .capture import FDCapture
 from . import cell as cell_module
 from .cell import run_cell
 from .dataset import Dataset
+from .display import display_function, flush_figures
 from .handle import SiteHandle
 
 
@@ -75,7 +76,7 @@ class Runner:
         started = time.time()
 
         def forward(name: str, text: str) -> None:
-            self.send({"op": "output", "name": name, "text": text})
+            self.send({"op": "output", "output": {"name": name, "text": text}})
 
         try:
             with self.capture.running(forward):
@@ -122,9 +123,26 @@ class Runner:
             # Reserved: always this site's handles, whatever the cell assigned before.
             namespace["dataset"] = Dataset(**spec, storage_options=msg.get("storage_options")) if spec else None
             namespace["site"] = SiteHandle(**msg["site"])
-            return run_cell(cell["source"], namespace, label=f"edge-{msg['site']['name']}")
+            namespace["display"] = display_function(self._emit_display(msg))
+            value = run_cell(cell["source"], namespace, label=f"edge-{msg['site']['name']}")
+            flush_figures(self._emit_display(msg))
+            return value
         finally:
             self._interruptible = False
+
+    def _emit_display(self, msg: dict):
+        limit = msg.get("image_limit") or 0
+
+        def emit(data: dict) -> None:
+            for mime in [m for m in data if m.startswith("image/")]:
+                if limit and len(data[mime]) > limit:
+                    size = len(data.pop(mime)) * 3 // 4
+                    data["text/plain"] = (f"[{mime} of {size:,} bytes not sent: over this site's "
+                                          f"edge.output-image-limit] {data.get('text/plain', '')}")
+            self.capture.flush_now()  # what was printed before comes before it
+            self.send({"op": "output", "output": {"name": "display", "data": data}})
+
+        return emit
 
     def _reap(self, idle_limit: float | None) -> None:
         """Forget sessions idle for longer than ``idle_limit`` seconds."""
