@@ -61,7 +61,9 @@ class JobResult(Mapping):
 
     def to_frame(self):
         """One pandas DataFrame of every site's value, with a ``site`` column:
-        DataFrames and Series are concatenated, other values form a ``value`` column."""
+        DataFrames and Series are concatenated, other values form a ``value``
+        column. A ``site`` column a value already has is replaced: it says where
+        each row was computed."""
         import pandas as pd
 
         frames = []
@@ -72,6 +74,7 @@ class JobResult(Mapping):
                 frame = value.to_frame(name=value.name if value.name is not None else "value")
             else:
                 frame = pd.DataFrame({"value": [value]})
+            frame = frame.drop(columns="site", errors="ignore")
             frame.insert(0, "site", site)
             frames.append(frame)
         if not frames:

@@ -172,7 +172,7 @@ class EdgeMagics(Magics):
                 timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
                 retries=args.retries if args.retries is not None else self.defaults["retries"],
             )
-            live = LiveOutput(self.shell)
+            live = LiveOutput(self.shell, detached=args.noblock)
             if args.noblock:
                 job = fleet.submit_cell(cell, on_output=live, **options)
             else:

@@ -1,13 +1,16 @@
 """Live output: each site's output, labelled, in the cell that started the job.
 
-Output arrives on the client's event loop while the cell runs (or after it
-returned, with ``--noblock``). In a Jupyter kernel it is sent with the message
-header of the cell that asked, so it lands there even when another cell is
-running by then; elsewhere it is written to this process's stdout/stderr.
+Output arrives on the client's event loop while the cell runs. In a Jupyter
+kernel it is sent with the message header of the cell that asked; elsewhere it
+is written to this process's stdout/stderr. A ``--noblock`` cell has finished by
+the time its output comes, and front ends drop output sent to a finished
+request, so there the output goes into a display the cell created, updated by
+its display id (which front ends route to it wherever it is).
 """
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 
@@ -17,13 +20,21 @@ METADATA_KEY = "jupyter_edge"  # display metadata: which site an output came fro
 
 
 class LiveOutput:
-    def __init__(self, shell):
+    def __init__(self, shell, detached: bool = False):
         kernel = getattr(shell, "kernel", None)
         self._kernel = kernel if kernel is not None and hasattr(kernel, "iopub_socket") else None
-        self._parent = getattr(shell, "parent_header", None) if self._kernel is not None else None
+        # The request of the cell running now: its outputs are routed by it.
+        self._parent = self._kernel.get_parent() if self._kernel is not None else None
         self._shown: dict[tuple[str, str], int] = {}  # (site, stream) -> characters already shown
         self._line_start: dict[tuple[str, str], bool] = {}
         self._displayed: dict[str, int] = {}  # site -> rich outputs already shown
+        self._handle = None
+        self._text = ""
+        if detached:
+            from IPython.display import display
+
+            self._handle = display({"text/plain": "waiting for the sites' output..."}, raw=True,
+                                   display_id=True)
         self._lock = threading.Lock()
 
     def __call__(self, site: str, outputs: list[dict]) -> None:
@@ -37,6 +48,10 @@ class LiveOutput:
         """A rich output of a site (``display()``, a figure), marked with its site."""
         with self._lock:
             self._displayed[site] = self._displayed.get(site, 0) + 1
+        if self._handle is not None:
+            kinds = ", ".join(sorted(m for m in data if m != "text/plain"))
+            self._send("stdout", f"[display:{site}] {data.get('text/plain', '')} ({kinds}; %edge show replays it)\n")
+            return
         metadata = {METADATA_KEY: {"site": site}}
         if self._kernel is not None:
             self._kernel.session.send(self._kernel.iopub_socket, "display_data",
@@ -73,6 +88,20 @@ class LiveOutput:
                     self._line_start[key] = True
                     self._send(key[1], "\n")
 
+    def _update_handle(self) -> None:
+        if self._kernel is None:
+            self._handle.update({"text/plain": self._text}, raw=True)
+            return
+        # Sent under the request running *now*: a kernel attributes output from
+        # other threads to the request that started them (long finished here).
+        content = {"data": {"text/plain": self._text}, "metadata": {},
+                   "transient": {"display_id": self._handle.display_id}}
+        # In an empty context a kernel falls back to its latest request, not
+        # to whatever request this thread's context remembers.
+        latest = contextvars.Context().run(self._kernel.get_parent)
+        self._kernel.session.send(self._kernel.iopub_socket, "update_display_data", content,
+                                  parent=latest, ident=b"update_display_data")
+
     def _label(self, key: tuple[str, str], text: str) -> str:
         site, stream = key
         prefix = f"[{stream}:{site}] "
@@ -85,6 +114,11 @@ class LiveOutput:
         return "".join(out)
 
     def _send(self, stream: str, text: str) -> None:
+        if self._handle is not None:
+            with self._lock:
+                self._text += text
+                self._update_handle()
+            return
         if self._kernel is not None:
             self._kernel.session.send(self._kernel.iopub_socket, "stream", {"name": stream, "text": text},
                                       parent=self._parent, ident=f"stream.{stream}".encode())

@@ -1,0 +1,77 @@
+"""End to end in a real kernel: a notebook run by nbclient against a fleet of
+CLI processes; the assertions read the outputs as saved in the notebook."""
+
+from __future__ import annotations
+
+import base64
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import write_sensors
+
+pytestmark = pytest.mark.e2e
+
+
+def notebook(*cells) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    for source, tags in cells:
+        nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)}))
+    return nb
+
+
+def streams(cell, name="stdout") -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == name)
+
+
+def test_notebook_outputs_are_labelled_rich_and_in_the_cell_that_asked(cli_fleet, tmp_path, monkeypatch):
+    fleet_procs = cli_fleet()
+    for name, region in (("berlin", "eu"), ("paris", "eu"), ("boston", "us")):
+        folder = write_sensors(tmp_path / name / "sensors", name)
+        fleet_procs.add_site(name, "--label", f"region={region}", "--dataset", f"sensors={folder}")
+    fleet_procs.connect(3).close()
+    address = open(fleet_procs.scheduler_file).read()
+    import json
+
+    monkeypatch.setenv("JUPYTER_EDGE_SCHEDULER", json.loads(address)["address"])
+    nb = notebook(
+        ("%load_ext jupyter_edge\n%edge connect", ()),
+        ("%%edge --data sensors -o res\nframe = dataset.read_parquet()\nprint('rows at', site.name, len(frame))\n"
+         "frame.head(2)", ()),
+        ("%%edge --sites boston\nimport matplotlib.pyplot as plt\nplt.bar([1, 2], [3, 4])", ()),
+        ("%%edge --where region=eu\nif site.name == 'paris':\n    raise ValueError('paris sensor bus down')\n"
+         "site.name", ("raises-exception",)),
+        ("%%edge --sites berlin --noblock -o later\nimport time\ntime.sleep(2)\nprint('late line from berlin')",
+         ()),
+        ("import time\ntime.sleep(5)\nprint('the next cell')", ()),
+        ("sorted(res.to_frame().site.unique())", ()),
+    )
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=False).execute()
+    connect, rich, figure, failing, noblock, nextcell, frame = nb.cells
+
+    assert "connected to tcp://" in streams(connect) and "3 site(s)" in streams(connect)
+
+    text = streams(rich)
+    for site in ("berlin", "paris", "boston"):
+        assert f"[stdout:{site}] rows at {site} 50" in text
+    html = [o for o in rich.outputs if o.output_type == "display_data" and "text/html" in o.data]
+    assert len(html) == 3 and all("<table" in o.data["text/html"] for o in html)
+    assert sorted(o.metadata["jupyter_edge"]["site"] for o in html) == ["berlin", "boston", "paris"]
+    assert "3 ok" in text and "stayed at the sites" in text
+
+    png = [o for o in figure.outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert len(png) == 1 and base64.b64decode(png[0].data["image/png"]).startswith(b"\x89PNG")
+
+    errors = [o for o in failing.outputs if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].ename == "EdgeCellError"
+    assert "[paris] failed: ValueError: paris sensor bus down" in "\n".join(errors[0].traceback)
+    assert "paris sensor bus down" in streams(failing, "stderr")
+    assert any("Out[berlin]: 'berlin'" in o.get("data", {}).get("text/plain", "") for o in failing.outputs)
+    assert "1 ok, 1 failed" in streams(failing)
+
+    shown = "".join(o.data.get("text/plain", "") for o in noblock.outputs if o.output_type == "display_data")
+    assert "[stdout:berlin] late line from berlin" in shown, \
+        "a --noblock job's late output must land in the cell that started it"
+    assert "late line" not in str(nextcell.outputs) and "the next cell" in streams(nextcell)
+    assert frame.outputs[0].data["text/plain"] == "['berlin', 'boston', 'paris']"
