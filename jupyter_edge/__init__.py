@@ -6,7 +6,7 @@ A fleet of Dask workers (edge sites) that know their datasets, labels and GPUs;
 
 from ._version import __version__
 from .fleet import Fleet, Job
-from .jobs import ExecutionError, JobError, SiteLost, State
+from .jobs import ExecutionError, JobError, JobInterrupted, SiteLost, State
 from .placement import PlacementError
 from .result import JobResult
 from .selector import SelectorError
@@ -32,6 +32,7 @@ __all__ = [
     "Job",
     "JobResult",
     "JobError",
+    "JobInterrupted",
     "ExecutionError",
     "PlacementError",
     "SelectorError",

@@ -22,7 +22,7 @@ from distributed import Client
 from . import config
 from .catalog import Catalog, DatasetInfo, Site
 from .job import Job
-from .jobs import JobRecord
+from .jobs import JobInterrupted, JobRecord
 from .placement import Placement, PlacementError, Request, place
 from .result import JobResult
 from .scheduler import CATALOG_TOPIC, OUTPUT_TOPIC, EdgeSchedulerPlugin
@@ -218,8 +218,7 @@ class Fleet:
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
         work = {"payload": cloudpickle.dumps((fn, args, kwargs or {})), "call": _call_convention(fn)}
         job = self._start(work, request, timeout, retries, source or _describe(fn), supervise_in_thread=False)
-        job.supervise()  # in this thread: no hand-off on the way back
-        return job.result()
+        return _supervise_here(job)
 
     # --- running cells ---------------------------------------------------------
 
@@ -249,8 +248,7 @@ class Fleet:
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
         job = self._start(self._cell_work(source, names, session, fresh), request, timeout, retries,
                           _first_line(source), supervise_in_thread=False, on_output=on_output)
-        job.supervise()
-        return job.result()
+        return _supervise_here(job)
 
     def _cell_work(self, source: str, names: dict | None = None, session: str | None = None,
                    fresh: bool = False) -> dict:
@@ -298,6 +296,16 @@ def _seconds(timeout) -> float | None:
     if isinstance(timeout, bool) or seconds is None or seconds <= 0:
         raise ValueError(f"timeout must be a positive number of seconds (or e.g. '90s'), not {timeout!r}")
     return seconds
+
+
+def _supervise_here(job: Job) -> JobResult:
+    """Follow ``job`` in this thread (no hand-off on the way back); Ctrl-C
+    stops it at every site and raises :class:`JobInterrupted` with what finished."""
+    try:
+        job.supervise()
+    except KeyboardInterrupt:
+        raise JobInterrupted(job.result()) from None
+    return job.result()
 
 
 def _first_line(source: str) -> str:

@@ -11,7 +11,8 @@ import enum
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["State", "TERMINAL", "Execution", "JobRecord", "SiteLost", "ExecutionError", "JobError"]
+__all__ = ["State", "TERMINAL", "Execution", "JobRecord", "SiteLost", "ExecutionError", "JobError",
+           "JobInterrupted"]
 
 
 class State(str, enum.Enum):
@@ -175,6 +176,15 @@ class ExecutionError(Exception):
         ex = self.execution
         detail = (ex.error or "").strip().splitlines()
         return f"[{ex.site}] {ex.state.value}: {detail[-1] if detail else 'no detail'}"
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C (a kernel interrupt) stopped a job at every site; what had
+    finished is kept on :attr:`result`."""
+
+    def __init__(self, result):
+        super().__init__(f"job {result.job} interrupted")
+        self.result = result
 
 
 class JobError(Exception):

@@ -83,6 +83,24 @@ def _rich(value) -> dict:
         return {}
 
 
+def discarded_sessions(fleet, result: JobResult) -> list[str]:
+    """Sites whose runner had to be killed to stop the job (their session went
+    with it), as the sites report it; waits at most the interrupt grace for them."""
+    from .. import config
+
+    stopped = {s for s, ex in result.executions.items() if ex.state in (State.CANCELLED, State.TIMED_OUT)}
+    deadline = time.monotonic() + config.seconds("runner.interrupt-grace") + 2
+    while stopped:
+        record = fleet.job(result.job)
+        reported = {ex.site: ex for ex in record.executions if ex.site in stopped}
+        killed = sorted(s for s, ex in reported.items() if ex.error and "was killed" in ex.error)
+        settled = all(ex.error and "at the site" in ex.error for ex in reported.values())
+        if settled or time.monotonic() > deadline:
+            return killed
+        time.sleep(0.1)
+    return []
+
+
 def closing_line(result: JobResult, took: float, catalog: Catalog | None) -> str:
     """What moved: sites ok/failed/lost, seconds, bytes back against bytes that stayed."""
     counts: dict[str, int] = {}

@@ -18,6 +18,7 @@ from IPython.display import display
 from .. import config
 from ..cells import NamesTooLarge, names_to_send
 from ..fleet import Fleet
+from ..jobs import JobInterrupted
 from ..placement import PlacementError
 from ..selector import SelectorError
 from . import display as show
@@ -180,6 +181,9 @@ class EdgeMagics(Magics):
                 result = fleet.run_cell(cell, on_output=live, **options)
         except (PlacementError, SelectorError, NamesTooLarge, NameError, SyntaxError, ValueError) as e:
             raise UsageError(str(e)) from None
+        except JobInterrupted as interrupted:
+            self._interrupted(interrupted.result, live, time.monotonic() - started, args.out)
+            raise
         if args.noblock:
             self.jobs[job.id] = job
             if args.out:
@@ -197,3 +201,18 @@ class EdgeMagics(Magics):
         if errors:
             raise show.EdgeCellError(result.job, errors, result=result)
         return None
+
+    def _interrupted(self, result, live: LiveOutput, took: float, out: str | None) -> None:
+        """Say what an interrupt stopped, and where this notebook's names did not survive it."""
+        self.results[result.job] = result
+        if out:
+            self.shell.user_ns[out] = result
+        live.finish(result)
+        show.replay(result, streams=False)
+        print(show.closing_line(result, took, self.fleet.catalog(fresh=False)))
+        discarded = show.discarded_sessions(self.fleet, result)
+        if discarded:
+            print(f"the cell did not stop on interrupt at {', '.join(discarded)}: it was killed there, "
+                  "and this notebook's names there are gone")
+        else:
+            print("interrupted: every site stopped the cell; this notebook's names there are kept")

@@ -295,7 +295,8 @@ class RunnerPool:
         if stop is not None:
             return {"op": "result", "state": stop.reason, "value": None, "error_type": "Killed",
                     "error": f"{stop.reason} at the site; the cell did not stop on interrupt "
-                             f"within {config.seconds('runner.interrupt-grace'):g}s and was killed",
+                             f"within {config.seconds('runner.interrupt-grace'):g}s and was killed "
+                             "(the names its notebook had there are gone)",
                     "started": None, "ended": now}
         return {"op": "result", "state": "failed", "value": None, "error_type": "RunnerDied",
                 "error": f"the runner process died (exit code {code}) while running the cell",
