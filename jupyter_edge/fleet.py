@@ -122,7 +122,11 @@ class Fleet:
     def _on_output(self, event) -> None:
         _, msg = event
         job = self._live.get(msg["job"])
-        if job is not None:
+        if job is None:
+            return
+        if "state" in msg:
+            job._on_state(msg)
+        else:
             job._on_output(msg["site"], msg["outputs"])
 
     def _on_catalog_change(self, event) -> None:
@@ -242,12 +246,15 @@ class Fleet:
     def run_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
                  fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
                  sites=None, all: bool = False, timeout: float | None = None, retries: int = 0,
-                 on_output=None) -> JobResult:
+                 on_output=None, on_start=None) -> JobResult:
         """:meth:`submit_cell`, then wait: a :class:`JobResult` (site -> value).
+        ``on_start(job)`` is called once the job is launched (a progress view).
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises."""
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
         job = self._start(self._cell_work(source, names, session, fresh), request, timeout, retries,
                           _first_line(source), supervise_in_thread=False, on_output=on_output)
+        if on_start is not None:
+            on_start(job)
         return _supervise_here(job)
 
     def _cell_work(self, source: str, names: dict | None = None, session: str | None = None,

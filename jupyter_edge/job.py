@@ -65,6 +65,8 @@ class Job:
         #: Called as ``on_output(site, outputs)`` for each batch of output while
         #: the job runs (on the client's event loop: be quick).
         self.on_output = on_output
+        #: Called as ``on_state(execution)`` when an execution's state changes.
+        self.on_state = None
 
     # --- starting ----------------------------------------------------------------
 
@@ -143,6 +145,16 @@ class Job:
             self._futures.clear()  # let Dask release the results
             self.fleet._live.pop(self.id, None)
             self._finished.set()
+
+    def _on_state(self, msg: dict) -> None:
+        ex = self._by_id.get(msg["execution"])
+        if ex is None or ex.finished or not ex.apply({k: v for k, v in msg.items() if k != "site"}):
+            return
+        if self.on_state is not None:
+            try:
+                self.on_state(ex)
+            except Exception:
+                logger.exception("job %s: state handler failed", self.id)
 
     def _on_output(self, site: str, outputs: list[dict]) -> None:
         if self.on_output is not None:

@@ -77,10 +77,12 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 self._catalog_changed()
         elif topic == EXECUTION_TOPIC:
             execution = self.executions.get(msg.get("execution"))
-            if execution is not None:
-                execution.apply(msg)
+            if execution is not None and execution.apply(msg):
                 if execution.finished:
                     self.executions.pop(execution.id, None)
+                self._to_owner(execution.job, {"execution": execution.id, "site": execution.site,
+                                               "state": execution.state.value, "started": execution.started,
+                                               "ended": execution.ended})
 
     def update_graph(self, scheduler, *, client=None, annotations=None, **kwargs) -> None:
         """Register the executions whose tasks just arrived (see ``ANNOTATION``)."""
@@ -101,6 +103,10 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
 
     def handle_output(self, job: str, worker: str | None = None, **msg) -> None:
         """A batch of a running execution's output: straight on to its client."""
+        self._to_owner(job, msg)
+
+    def _to_owner(self, job: str, msg: dict) -> None:
+        """Live news of a job (output, states) for the client that submitted it, and no one else."""
         client = self.owners.get(job)
         if client in self.scheduler.client_comms:
             event = {"op": "event", "topic": OUTPUT_TOPIC, "event": (time.time(), {"job": job, **msg})}

@@ -56,8 +56,15 @@ def test_notebook_outputs_are_labelled_rich_and_in_the_cell_that_asked(cli_fleet
     text = streams(rich)
     for site in ("berlin", "paris", "boston"):
         assert f"[stdout:{site}] rows at {site} 50" in text
-    html = [o for o in rich.outputs if o.output_type == "display_data" and "text/html" in o.data]
+    html = [o for o in rich.outputs if o.output_type == "display_data" and "jupyter_edge" in o.metadata]
     assert len(html) == 3 and all("<table" in o.data["text/html"] for o in html)
+    summary = [o for o in rich.outputs if o.output_type == "display_data" and "jupyter_edge" not in o.metadata]
+    assert len(summary) == 1 and "edge job" in summary[0].data["text/html"], summary
+    assert summary[0].data["text/html"].count(">done<") == 3, "the progress view ends as a static summary"
+    for cell in nb.cells:
+        for output in cell.outputs:
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), \
+                "a saved notebook must hold no dead widget"
     assert sorted(o.metadata["jupyter_edge"]["site"] for o in html) == ["berlin", "boston", "paris"]
     assert "3 ok" in text and "stayed at the sites" in text
 

@@ -24,6 +24,7 @@ from ..selector import SelectorError
 from . import display as show
 from .args import cell_options, run_options, target_options
 from .live import LiveOutput
+from .progress import Progress
 
 USAGE = """\
 %edge connect [ADDRESS | --demo | --scheduler-file F]   connect this notebook to a fleet
@@ -178,7 +179,13 @@ class EdgeMagics(Magics):
                 job = fleet.submit_cell(cell, on_output=live, **options)
             else:
                 started = time.monotonic()
-                result = fleet.run_cell(cell, on_output=live, **options)
+                progress = []
+                try:
+                    result = fleet.run_cell(cell, on_output=live, on_start=lambda job: progress.append(Progress(job)),
+                                            **options)
+                finally:
+                    for view in progress:
+                        view.close()
         except (PlacementError, SelectorError, NamesTooLarge, NameError, SyntaxError, ValueError) as e:
             raise UsageError(str(e)) from None
         except JobInterrupted as interrupted:
