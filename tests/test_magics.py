@@ -100,10 +100,20 @@ def test_failures_are_shown_then_raised_and_results_kept(ip):
     assert dict(ip.user_ns["partial"]) == {"berlin": "BERLIN"}
 
 
-def test_timeout_from_the_cell_and_from_config(ip):
+def test_timeout_from_the_cell_and_from_config(ip, tmp_path):
+    import time
+
+    marker = tmp_path / "written-after-the-sleep"
+    ip.user_ns["marker"] = str(marker)
+    started = time.monotonic()
     with pytest.raises(EdgeCellError, match="timed-out"):
-        cell(ip, "--sites tokyo --timeout 1 -o slow", "import time\ntime.sleep(20)")
-    assert ip.user_ns["slow"].executions["tokyo"].state == State.TIMED_OUT
+        cell(ip, "--sites tokyo,paris --timeout 1 -o slow",
+             "import time\ntime.sleep(6)\nopen(marker + site.name, 'w').close()")
+    assert time.monotonic() - started < 5, "a 1 s timeout must end the cell in a few seconds"
+    assert {s: ex.state for s, ex in ip.user_ns["slow"].executions.items()} == {
+        "tokyo": State.TIMED_OUT, "paris": State.TIMED_OUT}
+    time.sleep(max(0.0, started + 7.5 - time.monotonic()))
+    assert not list(tmp_path.glob("written-after-the-sleep*")), "the stopped cell went on and wrote its file"
     with capture_output():
         ip.run_line_magic("edge", "config --timeout 1")
     try:
@@ -153,3 +163,14 @@ def test_rich_output_and_figures_come_back_marked_with_their_site(ip):
     assert out.stdout.index("[stdout:berlin] before") < out.stdout.index("[stdout:berlin] after")
     names = [o["name"] for o in ip.user_ns["rich"].outputs["berlin"]]
     assert names == ["stdout", "display", "stdout", "display"], names
+
+
+def test_output_of_c_code_and_threads_is_labelled(ip):
+    source = ("import os, threading\n"
+              "os.write(1, b'from C level\\n')\n"
+              "t = threading.Thread(target=lambda: print('from a thread'))\n"
+              "t.start(); t.join()\n")
+    out = cell(ip, "--sites berlin,paris", source)
+    for site in ("berlin", "paris"):
+        assert f"[stdout:{site}] from C level\n" in out.stdout
+        assert f"[stdout:{site}] from a thread\n" in out.stdout
