@@ -174,3 +174,21 @@ def test_output_of_c_code_and_threads_is_labelled(ip):
     for site in ("berlin", "paris"):
         assert f"[stdout:{site}] from C level\n" in out.stdout
         assert f"[stdout:{site}] from a thread\n" in out.stdout
+
+
+def test_fleet_table_flags_versions_that_differ_from_this_kernel(ip, fleet):
+    from jupyter_edge.magics.display import sites_view
+
+    catalog = fleet.catalog()
+    catalog.sites["paris"].versions["distributed"] = "1999.1.0"
+    view = sites_view(catalog)
+    html = view._repr_html_()
+    assert "distributed 1999.1.0 (here " in repr(view) and "! paris" in repr(view)
+    assert html.count("var(--jp-warn-color3") == 1, "only the site that differs is flagged"
+    with capture_output() as out:
+        ip.run_line_magic("edge", "fleet")
+    shown = out.outputs[0].data["text/plain"]
+    assert all(name in shown for name in ("berlin", "paris", "boston", "tokyo")) and "!" not in shown
+    with capture_output() as out:
+        ip.run_line_magic("edge", "datasets")
+    assert "weather" in out.outputs[0].data["text/plain"] and "eu: berlin,paris" in out.outputs[0].data["text/plain"]
