@@ -126,6 +126,8 @@ class Fleet:
             return
         if "state" in msg:
             job._on_state(msg)
+        elif "outcome" in msg:
+            job._outcomes[msg["execution"]] = msg["outcome"]
         else:
             job._on_output(msg["site"], msg["outputs"])
 

@@ -56,6 +56,7 @@ class Job:
         self._futures: dict[str, Future] = {}  # execution id -> its task's future
         self._by_id: dict[str, Execution] = {}
         self._values: dict[str, Any] = {}
+        self._outcomes: dict[str, dict] = {}  # small results that came with their task's end
         self._superseded: set[str] = set()
         self._handled: set[str] = set()
         self._lock = threading.Lock()  # _futures is read by cancel() from other threads
@@ -255,11 +256,15 @@ class Job:
         })
 
     def _collect(self) -> None:
-        finished = {i: f for i, f in self._futures.items() if f.status == "finished"}
-        outcomes = self.fleet.client.gather(list(finished.values()), errors="skip")
-        for ex_id, outcome in zip(finished, outcomes):
+        finished = [i for i, f in self._futures.items() if f.status == "finished"]
+        missing = [i for i in finished if i not in self._outcomes]
+        if missing:  # larger results stay at the site until asked for
+            gathered = self.fleet.client.gather([self._futures[i] for i in missing], errors="skip")
+            self._outcomes.update(zip(missing, gathered))
+        for ex_id in finished:
+            outcome = self._outcomes.pop(ex_id)
             ex = self._by_id[ex_id]
-            ex.outputs = outcome["outputs"]
+            ex.outputs = list(outcome["outputs"])  # a list, whichever way it came
             if outcome.get("session_discarded"):
                 self.notes[ex.site] = "the cell was killed; this notebook's names at the site were discarded"
             ex.apply({k: outcome[k] for k in ("state", "started", "ended", "error", "error_type", "bytes_returned")})

@@ -257,3 +257,11 @@ def test_every_client_sees_the_same_jobs(fleet):
         assert res.job in [j.id for j in other.jobs(limit=5)]
     finally:
         other.close()
+
+
+def test_small_results_ride_with_the_task_and_large_ones_are_gathered(fleet):
+    res = fleet.run(lambda site: (site.name * 3) if site.name == "berlin" else b"x" * 300_000,
+                    sites=["berlin", "paris"])
+    assert res["berlin"] == "berlinberlinberlin"
+    assert res["paris"] == b"x" * 300_000
+    assert res.executions["paris"].bytes_returned > 300_000 > res.executions["berlin"].bytes_returned

@@ -34,6 +34,9 @@ EXECUTION_TOPIC = "edge-execution"
 #: Output is streamed on the worker's own stream to the scheduler plugin, which
 #: hands it to the one client whose job it is (nothing is kept on the way).
 OUTPUT_OP = "edge-output"
+#: A result this small (value and output) also travels with the task's end, to
+#: the job's client, which then needs no gather round trip for it.
+INLINE_RESULT = 64 * 1024
 #: Every edge task's key starts with this; the rest is the execution id.
 KEY_PREFIX = "edge-"
 
@@ -187,9 +190,12 @@ class EdgeSitePlugin(WorkerPlugin):
             self.pool.stop(execution, "cancelled")
         final = self._final.pop(execution, None)
         if final is not None:
-            # Sent on the event loop with the task's own end, so that it shares
-            # a batch with it instead of opening one of its own.
-            self.worker.log_event(EXECUTION_TOPIC, final)
+            # Sent on the event loop with the task's own end, so that they share
+            # its batch instead of opening ones of their own.
+            event, inline = final
+            self.worker.log_event(EXECUTION_TOPIC, event)
+            if inline is not None and finish == "memory":
+                self.worker.batched_send(inline)
 
     def _report_running(self) -> None:
         """Tell the registry which executions have been running a while; the
@@ -245,7 +251,10 @@ class EdgeSitePlugin(WorkerPlugin):
                                                                 "session_discarded")}
         if final["error"]:
             final["error"] = final["error"][-2000:]  # the registry needs the gist, not the whole text
-        self._final[execution] = {**final, "job": spec["job"]}
+        size = len(value or b"") + sum(len(o.get("text", "")) for o in outputs)
+        inline = {"op": OUTPUT_OP, "job": spec["job"], "execution": execution, "site": site,
+                  "outcome": result} if size <= INLINE_RESULT else None
+        self._final[execution] = ({**final, "job": spec["job"]}, inline)
         return result
 
     def _runner_request(self, spec: dict, gpus: list[int]) -> dict:
