@@ -71,6 +71,8 @@ def _plain(value) -> str:
 
 
 def _rich(value) -> dict:
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return {}  # plain values have nothing richer to show; skip IPython's twelve formatters
     try:
         from IPython import get_ipython
 
