@@ -91,3 +91,26 @@ def test_interrupted_cell_keeps_the_session_when_it_stops_cleanly(two_thread_sit
     job.cancel()
     assert job.executions[0].state == State.CANCELLED
     assert dict(fleet.run_cell("kept", session="nb-int", sites=["lyon"], timeout=30)) == {"lyon": 5}
+
+
+def test_idle_sessions_are_reaped(two_thread_site):
+    import dask.config
+
+    fleet = two_thread_site
+    with dask.config.set({"edge.session-idle": "0.5s"}):
+        fleet.run_cell("short_lived = 1", session="nb-idle", sites=["lyon"])
+        assert dict(fleet.run_cell("short_lived", session="nb-idle", sites=["lyon"])) == {"lyon": 1}
+        time.sleep(1.0)
+        res = fleet.run_cell("short_lived", session="nb-idle", sites=["lyon"])
+    assert "NameError" in res.executions["lyon"].error, "an idle session must be forgotten"
+
+
+def test_modules_travel_by_name(fleet):
+    import json
+
+    from jupyter_edge.cells import names_to_send, pack_names
+
+    names = names_to_send("json.dumps({'a': 1})", {"json": json, "unused": 1})
+    assert names == {"json": json}
+    assert len(pack_names(names)) < 100, "a module is sent as its name, not its contents"
+    assert dict(fleet.run_cell("json.dumps({'a': 1})", names=names, sites=["tokyo"])) == {"tokyo": '{"a": 1}'}
