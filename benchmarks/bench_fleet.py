@@ -48,7 +48,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from time import perf_counter
@@ -416,6 +415,15 @@ def rows_of(samples: dict) -> list[dict]:
 # --- main -----------------------------------------------------------------------------
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM runs the same clean-up as Ctrl-C: every process started is stopped."""
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -443,10 +451,7 @@ def main(argv=None) -> int:
     fanouts = [k for k in fanouts if 1 <= k <= args.sites] or [1]
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
-    def on_term(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    exit_on_sigterm()
     began = perf_counter()
     workdir = tempfile.mkdtemp(prefix="jupyter-edge-bench-")
     kind = InProcessFleet if args.inprocess else ProcessFleet

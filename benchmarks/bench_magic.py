@@ -52,7 +52,6 @@ import platform
 import pstats
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ from collections import defaultdict
 from time import perf_counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_fleet import ProcessFleet, pct, summary
+from bench_fleet import ProcessFleet, exit_on_sigterm, pct, summary
 
 GOAL_VS_DASK = 1.5  # %%edge p50 / plain Dask p50, at every size
 # and %%edge p50 < %%px p50 at every size
@@ -494,10 +493,7 @@ def main(argv=None) -> int:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     logging.getLogger("ipyparallel").setLevel(logging.WARNING)
 
-    def on_term(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    exit_on_sigterm()
     began = perf_counter()
     workdir = tempfile.mkdtemp(prefix="jupyter-edge-bench-magic-")
     os.environ["IPYTHONDIR"] = os.path.join(workdir, "ipython")  # the shell's and the engines' profile
