@@ -13,6 +13,17 @@ from .selector import SelectorError
 
 
 
+def _jupyter_server_extension_points() -> list[dict]:
+    return [{"module": "jupyter_edge"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    """The REST routes the JupyterLab sidebar reads."""
+    from .server.extension import load
+
+    load(serverapp)
+
+
 def load_ipython_extension(ipython) -> None:
     """``%load_ext jupyter_edge``: the ``%edge`` and ``%%edge`` magics."""
     from .magics import EdgeMagics

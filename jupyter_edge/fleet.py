@@ -186,12 +186,15 @@ class Fleet:
         """The fleet's jobs, newest first, as the scheduler's registry has them."""
         return [JobRecord.from_dict(j) for j in self._call("edge_jobs", limit=limit)]
 
-    def job(self, job_id: str) -> JobRecord:
+    def job(self, job_id: str, wait: float = 2.0) -> JobRecord:
+        """One job from the fleet's registry (``KeyError`` if it has none).
+
+        A job registers with its tasks, which may trail this request by a few
+        milliseconds: an unknown id is asked again for up to ``wait`` seconds.
+        """
         found = self._call("edge_job", job=job_id)
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + wait
         while found is None and time.monotonic() < deadline:
-            # A job registers on the client's event stream, which may trail
-            # this request by a few milliseconds.
             time.sleep(0.02)
             found = self._call("edge_job", job=job_id)
         if found is None:

@@ -15,6 +15,9 @@ from jupyter_edge import Fleet
 from jupyter_edge.local import SiteSpec, local_cluster
 from jupyter_edge.site.dataset import DatasetDeclaration
 
+# A real Jupyter server for the REST routes' tests (jp_fetch, jp_serverapp).
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 
 def write_sensors(folder, site: str, rows: int = 50) -> str:
     """A small Parquet shard whose values say which site wrote them."""

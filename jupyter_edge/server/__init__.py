@@ -1,0 +1,1 @@
+"""The Jupyter server extension: REST routes over the fleet, for the sidebar."""

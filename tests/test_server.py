@@ -1,0 +1,78 @@
+"""The server extension's routes, through a real Jupyter server (pytest-jupyter)
+with authentication on, against a real fleet."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import tornado.httpclient
+
+# No asyncio mark: pytest-jupyter runs these coroutines on the server's own loop
+# (pytest-asyncio, in strict mode, leaves unmarked ones alone).
+
+
+@pytest.fixture
+def jp_server_config(fleet):
+    return {"ServerApp": {"jpserver_extensions": {"jupyter_edge": True}},
+            "JupyterEdge": {"scheduler_address": fleet.address}}
+
+
+async def get(jp_fetch, *path, **params):
+    response = await jp_fetch("jupyter-edge", "api", *path, params=params or None)
+    return json.loads(response.body)
+
+
+async def test_fleet_and_datasets(jp_fetch, fleet):
+    model = await get(jp_fetch, "fleet")
+    assert model["connection"]["status"] == "connected"
+    assert model["connection"]["address"] == fleet.address
+    sites = {s["name"]: s for s in model["sites"]}
+    assert set(sites) == {"berlin", "paris", "boston", "tokyo"}
+    assert sites["boston"]["gpus"][0]["index"] == 0 and len(sites["boston"]["gpus"]) == 2
+    assert sites["berlin"]["datasets"]["sensors"]["files"] == 1 and sites["berlin"]["last_seen"]
+    datasets = {d["name"]: d for d in (await get(jp_fetch, "datasets"))["datasets"]}
+    assert datasets["weather"]["shards"] == {"eu": ["berlin", "paris"], "us": ["boston"]}
+
+
+async def test_jobs_and_one_job(jp_fetch, fleet):
+    res = fleet.run(lambda: 1, sites=["paris"])
+    jobs = (await get(jp_fetch, "jobs", limit="5"))["jobs"]
+    assert res.job in [j["id"] for j in jobs]
+    job = (await get(jp_fetch, "jobs", res.job))["job"]
+    assert job["state"] == "done" and [e["site"] for e in job["executions"]] == ["paris"]
+
+
+async def test_callers_mistakes_are_4xx_with_a_message(jp_fetch):
+    with pytest.raises(tornado.httpclient.HTTPClientError) as missing:
+        await jp_fetch("jupyter-edge", "api", "jobs", "abcdef12")
+    assert missing.value.code == 404 and b"no job 'abcdef12'" in missing.value.response.body
+    with pytest.raises(tornado.httpclient.HTTPClientError) as bad_limit:
+        await jp_fetch("jupyter-edge", "api", "jobs", params={"limit": "lots"})
+    assert bad_limit.value.code == 400
+    with pytest.raises(tornado.httpclient.HTTPClientError) as bad_body:
+        await jp_fetch("jupyter-edge", "api", "connection", method="PUT", body=json.dumps({"addr": 1}))
+    assert bad_body.value.code == 400 and b"tcp://host:port" in bad_body.value.response.body
+
+
+async def test_routes_need_authentication(jp_fetch, jp_http_port, jp_base_url):
+    await get(jp_fetch, "fleet")  # the server is up
+    client = tornado.httpclient.AsyncHTTPClient()
+    for path in ("fleet", "datasets", "jobs", "connection"):
+        response = await client.fetch(f"http://localhost:{jp_http_port}{jp_base_url}jupyter-edge/api/{path}",
+                                      raise_error=False)
+        assert response.code == 403, f"{path} answered {response.code} without a token"
+
+
+async def test_an_unreachable_scheduler_is_a_state_not_an_error(jp_fetch, fleet):
+    started = time.monotonic()
+    changed = json.loads((await jp_fetch("jupyter-edge", "api", "connection", method="PUT",
+                                         body=json.dumps({"address": "tcp://127.0.0.1:9"}))).body)
+    model = await get(jp_fetch, "fleet")
+    assert time.monotonic() - started < 30, "an unreachable scheduler must answer in bounded time"
+    assert changed["status"] == "unreachable" and changed["error"]
+    assert model["connection"]["status"] == "unreachable" and model["sites"] == []
+    back = json.loads((await jp_fetch("jupyter-edge", "api", "connection", method="PUT",
+                                      body=json.dumps({"address": fleet.address}))).body)
+    assert back["status"] == "connected"
