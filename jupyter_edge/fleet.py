@@ -201,6 +201,14 @@ class Fleet:
             raise KeyError(f"no job {job_id!r} in the fleet's registry")
         return JobRecord.from_dict(found)
 
+    def cancel_job(self, job_id: str, by: str | None = None) -> list[str]:
+        """Cancel any job of the fleet (one this process did not start, too);
+        returns the executions it stopped. ``KeyError`` if there is no such job."""
+        found = self._call("edge_cancel", job=job_id, by=by or getpass.getuser())
+        if found is None:
+            raise KeyError(f"no job {job_id!r} in the fleet's registry")
+        return list(found["cancelled"])
+
     # --- running work --------------------------------------------------------
 
     def submit(self, fn: Callable, *args, data: str | None = None, where: str | None = None,

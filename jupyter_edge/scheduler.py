@@ -58,6 +58,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             "edge_catalog": self.handle_catalog,
             "edge_jobs": self.handle_jobs,
             "edge_job": self.handle_job,
+            "edge_cancel": self.handle_cancel,
         })
         # Sites that reported before this plugin was installed are not forgotten.
         for _, msg in scheduler.get_events(SITE_TOPIC):
@@ -226,6 +227,24 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
     def handle_jobs(self, limit: int | None = None) -> list[dict]:
         records = list(self.jobs.values())[::-1]
         return [r.to_dict() for r in records[:limit]]
+
+    def handle_cancel(self, job: str, by: str = "someone") -> dict | None:
+        """Cancel a job's unfinished executions on behalf of its client (the
+        sidebar is not that client): the client's futures end ``cancelled``
+        and the sites stop the work. ``None`` when there is no such job."""
+        record = self.jobs.get(job)
+        if record is None:
+            return None
+        unfinished = [ex for ex in record.executions if not ex.finished]
+        for ex in unfinished:
+            ex.apply({"state": State.CANCELLED, "ended": time.time(), "error": f"cancelled by {by}"})
+            self.executions.pop(ex.id, None)
+        owner = self.owners.get(job)
+        keys = [ex.key for ex in unfinished if ex.key in self.scheduler.tasks]
+        if owner in self.scheduler.clients and keys:
+            self.scheduler.stimulus_cancel(keys, owner, force=True, reason=f"cancelled by {by}",
+                                           msg=f"edge job {job} was cancelled by {by}")
+        return {"job": record.to_dict(), "cancelled": [ex.id for ex in unfinished]}
 
     def handle_job(self, job: str) -> dict | None:
         record = self.jobs.get(job)

@@ -136,7 +136,7 @@ def test_jobs_show_and_noblock(ip):
     job = ip.user_ns["pending"]
     assert f"edge job {job.id} started" in out.stdout
     assert job.wait(60) and dict(job.result()) == {"berlin": 8}
-    with pytest.raises(UsageError, match="not a running job of this notebook"):
+    with pytest.raises(UsageError, match="no job 'nosuchjob'"):
         ip.run_line_magic("edge", "cancel nosuchjob")
 
 

@@ -76,3 +76,20 @@ async def test_an_unreachable_scheduler_is_a_state_not_an_error(jp_fetch, fleet)
     back = json.loads((await jp_fetch("jupyter-edge", "api", "connection", method="PUT",
                                       body=json.dumps({"address": fleet.address}))).body)
     assert back["status"] == "connected"
+
+
+async def test_cancel_a_job_another_client_started(jp_fetch, fleet):
+    job = fleet.submit(lambda: __import__("time").sleep(30), sites=["tokyo"], timeout=60)
+    deadline = time.monotonic() + 30
+    while fleet.job(job.id).executions[0].state != "running":
+        assert time.monotonic() < deadline, "the job never started running"
+        time.sleep(0.05)
+    answer = json.loads((await jp_fetch("jupyter-edge", "api", "jobs", job.id, "cancel", method="POST",
+                                        body="")).body)
+    assert answer["cancelled"] == [f"{job.id}.0"]
+    assert job.wait(20), "the job's own client did not see the cancel"
+    assert job.executions[0].state == "cancelled"
+    assert "cancelled by" in fleet.job(job.id).executions[0].error
+    with pytest.raises(tornado.httpclient.HTTPClientError) as missing:
+        await jp_fetch("jupyter-edge", "api", "jobs", "abcdef12", "cancel", method="POST", body="")
+    assert missing.value.code == 404

@@ -120,11 +120,17 @@ class EdgeMagics(Magics):
         display(show.jobs_view([record]))
 
     def _edge_cancel(self, rest: str):
-        job = self.jobs.get(rest.strip())
-        if job is None:
-            raise UsageError(f"{rest.strip()!r} is not a running job of this notebook (see %edge jobs)")
-        job.cancel()
-        print(f"job {job.id}: {job.state}")
+        job_id = rest.strip()
+        job = self.jobs.get(job_id)
+        if job is not None:
+            job.cancel()
+            print(f"job {job.id}: {job.state}")
+            return
+        try:  # a job of another notebook, through the scheduler
+            stopped = self._connected().cancel_job(job_id)
+        except KeyError as e:
+            raise UsageError(f"{str(e).strip(chr(34) + chr(39))} (see %edge jobs)") from None
+        print(f"job {job_id}: cancelled {len(stopped)} execution(s)")
 
     def _edge_reset(self, rest: str):
         dropped = self._connected().reset_sessions(self.session)

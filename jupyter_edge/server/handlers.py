@@ -53,6 +53,17 @@ class JobHandler(EdgeHandler):
         self.finish(json.dumps(found))
 
 
+class CancelHandler(EdgeHandler):
+    @tornado.web.authenticated
+    async def post(self, job_id: str):
+        user = self.current_user
+        by = getattr(user, "username", None) or str(user)
+        found = await self.manager.cancel(job_id, f"{by} (JupyterLab)")
+        if found is None:
+            raise tornado.web.HTTPError(404, f"no job {job_id!r} in the fleet's registry")
+        self.finish(json.dumps(found))
+
+
 class ConnectionHandler(EdgeHandler):
     @tornado.web.authenticated
     async def get(self):
@@ -75,5 +86,6 @@ def setup_handlers(web_app, manager: FleetManager) -> None:
         (url_path_join(base, "datasets"), DatasetsHandler),
         (url_path_join(base, "jobs"), JobsHandler),
         (url_path_join(base, r"jobs/([0-9a-f]+)"), JobHandler),
+        (url_path_join(base, r"jobs/([0-9a-f]+)/cancel"), CancelHandler),
         (url_path_join(base, "connection"), ConnectionHandler),
     ])

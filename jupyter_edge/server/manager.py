@@ -104,6 +104,17 @@ class FleetManager:
             return None
         return {"connection": self.connection(), "job": record.to_dict()}
 
+    async def cancel(self, job_id: str, by: str) -> dict | None:
+        """Cancel a job; ``None`` when the registry has no such job."""
+        fleet = await self._connected()
+        if fleet is None:
+            return None
+        try:
+            cancelled = await asyncio.to_thread(fleet.cancel_job, job_id, by)
+        except KeyError:
+            return None
+        return {"connection": self.connection(), "job": job_id, "cancelled": cancelled}
+
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
 
