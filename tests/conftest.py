@@ -72,6 +72,17 @@ def fleet(mixed_sites):
     cluster.close()
 
 
+@pytest.fixture(scope="session")
+def ipshell():
+    """IPython's test shell, started once for the whole session."""
+    from IPython.testing import globalipapp
+
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()  # rebound to the running shell by start_ipython()
+    assert shell is not None
+    return shell
+
+
 # --- subprocess fleets through the CLI -------------------------------------
 
 

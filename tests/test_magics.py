@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
 from jupyter_edge import JobResult, State
@@ -12,8 +11,8 @@ from jupyter_edge.magics.display import EdgeCellError
 
 
 @pytest.fixture(scope="module")
-def ip(fleet):
-    shell = get_ipython()
+def ip(fleet, ipshell):
+    shell = ipshell
     shell.run_line_magic("load_ext", "jupyter_edge")
     with capture_output() as out:
         shell.run_line_magic("edge", f"connect {fleet.address}")

@@ -93,3 +93,24 @@ async def test_cancel_a_job_another_client_started(jp_fetch, fleet):
     with pytest.raises(tornado.httpclient.HTTPClientError) as missing:
         await jp_fetch("jupyter-edge", "api", "jobs", "abcdef12", "cancel", method="POST", body="")
     assert missing.value.code == 404
+
+
+async def test_a_kernels_fleet_is_announced_for_the_sidebar(jp_fetch, fleet, ipshell, monkeypatch, tmp_path):
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    shell = ipshell
+    shell.run_line_magic("load_ext", "jupyter_edge")
+    with capture_output():
+        shell.run_line_magic("edge", f"connect {fleet.address}")
+    try:
+        listed = json.loads((await jp_fetch("jupyter-edge", "api", "connection")).body)["announced"]
+        assert [(e["address"], e["embedded"]) for e in listed] == [(fleet.address, False)]
+    finally:
+        shell.run_line_magic("edge", "disconnect")
+    listed = json.loads((await jp_fetch("jupyter-edge", "api", "connection")).body)["announced"]
+    assert listed == [], "a disconnected kernel withdraws its announcement"
+    (tmp_path / "jupyter-edge-fleet-999999999.json").write_text(json.dumps({"address": "tcp://x:1", "pid": 999999999}))
+    listed = json.loads((await jp_fetch("jupyter-edge", "api", "connection")).body)["announced"]
+    assert listed == [] and not (tmp_path / "jupyter-edge-fleet-999999999.json").exists(), \
+        "a dead process's announcement is dropped"

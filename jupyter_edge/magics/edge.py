@@ -16,6 +16,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from .. import config
+from ..announce import announce, withdraw
 from ..cells import NamesTooLarge, names_to_send
 from ..fleet import Fleet
 from ..jobs import JobInterrupted
@@ -87,6 +88,7 @@ class EdgeMagics(Magics):
         except (ValueError, OSError, TimeoutError) as e:
             raise UsageError(f"could not connect: {e}") from None
         sites = self.fleet.sites()
+        announce(self.fleet.address, embedded=args.demo)  # the sidebar can offer this fleet
         print(f"connected to {self.fleet.address}: {len(sites)} site(s)")
 
     def _edge_disconnect(self, rest: str):
@@ -94,6 +96,7 @@ class EdgeMagics(Magics):
 
     def _close(self) -> None:
         if self.fleet is not None:
+            withdraw()
             self.fleet.close()
             self.fleet = None
 

@@ -67,7 +67,7 @@ class CancelHandler(EdgeHandler):
 class ConnectionHandler(EdgeHandler):
     @tornado.web.authenticated
     async def get(self):
-        self.finish(json.dumps(self.manager.connection()))
+        self.finish(json.dumps({**self.manager.connection(), "announced": self.manager.connections()}))
 
     @tornado.web.authenticated
     async def put(self):

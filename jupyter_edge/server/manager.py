@@ -27,6 +27,12 @@ class FleetManager:
 
     # --- the connection ------------------------------------------------------
 
+    def connections(self) -> list[dict]:
+        """Fleets the kernels on this machine are connected to, to choose from."""
+        from ..announce import announced
+
+        return announced()
+
     def connection(self) -> dict:
         if self.address is None:
             status = "unset"
