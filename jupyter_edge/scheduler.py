@@ -192,28 +192,30 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         self.catalog_version += 1
         self.scheduler.log_event(CATALOG_TOPIC, {"version": self.catalog_version})
 
-    def catalog(self) -> Catalog:
+    def site_models(self) -> list[dict]:
+        """Each site as a JSON-able dict: its report plus what the scheduler
+        knows now (state, heartbeat, load, live GPU samples). Plain dicts: this
+        is served to every notebook and sidebar, often."""
         running: dict[str, int] = {}
         for ex in self.executions.values():
             running[ex.site] = running.get(ex.site, 0) + 1
-        sites = {}
+        models = []
         for address, report in self.reports.items():
             ws = self.scheduler.workers.get(address)
             if ws is None:
                 continue
-            site = Site.from_dict(report)
-            site.state = ws.status.name
-            site.last_seen = ws.last_seen
-            site.running = running.get(site.name, 0)
-            for live in (ws.metrics or {}).get("edge-gpus") or []:
-                for gpu in site.gpus:
-                    if gpu.index == live["index"]:
-                        gpu.utilization, gpu.memory_used = live["utilization"], live["memory_used"]
-            sites[site.name] = site
-        return Catalog(sites)
+            live = {g["index"]: g for g in (ws.metrics or {}).get("edge-gpus") or []}
+            gpus = [{**gpu, **{k: live[gpu["index"]][k] for k in ("utilization", "memory_used")}}
+                    if gpu["index"] in live else gpu for gpu in report.get("gpus", ())]
+            models.append({**report, "state": ws.status.name, "last_seen": ws.last_seen,
+                           "running": running.get(report["name"], 0), "gpus": gpus})
+        return models
+
+    def catalog(self) -> Catalog:
+        return Catalog.from_dict({"sites": self.site_models()})
 
     def handle_catalog(self) -> dict:
-        return {**self.catalog().to_dict(), "version": self.catalog_version}
+        return {"sites": self.site_models(), "version": self.catalog_version}
 
     # --- jobs -------------------------------------------------------------
 

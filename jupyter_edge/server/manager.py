@@ -84,8 +84,9 @@ class FleetManager:
     # --- models ----------------------------------------------------------------
 
     async def fleet(self) -> dict:
-        catalog = await self._ask("catalog")
-        sites = [] if catalog is None else [s.to_dict() for s in sorted(catalog, key=lambda s: s.name)]
+        # The scheduler's own JSON, passed through: no objects built and taken apart again.
+        model = await self._ask("_call", "edge_catalog")
+        sites = [] if model is None else sorted(model["sites"], key=lambda s: s["name"])
         return {"connection": self.connection(), "sites": sites, "time": time.time()}
 
     async def datasets(self) -> dict:
