@@ -136,3 +136,34 @@ def test_lost_execution_is_retried_on_another_replica(cli_fleet, tmp_path):
         assert res.ok, res.errors
         assert [(ex.site, ex.state, ex.attempt) for ex in res.attempts] == [
             (first, State.LOST, 1), (other, State.DONE, 2)]
+
+
+def test_a_site_that_comes_back_under_its_name_never_reruns_lost_work(cli_fleet, tmp_path):
+    fleet_procs = cli_fleet(LIVENESS)
+    fleet_procs.add_site("paris", "--label", "region=eu")
+    fleet = fleet_procs.connect(1)
+    with fleet:
+        starts = tmp_path / "starts"
+        starts.mkdir()
+
+        def work(site):
+            import os
+            import time
+
+            open(os.path.join(str(starts), str(time.time())), "w").close()
+            time.sleep(30)
+
+        job = fleet.submit(work, sites=["paris"], timeout=90)
+        deadline = time.time() + 30
+        while not list(starts.iterdir()):
+            assert time.time() < deadline, "the work never started"
+            time.sleep(0.05)
+        os.kill(fleet_procs.sites["paris"].pid, signal.SIGKILL)
+        fleet_procs.sites["paris"].wait(10)
+        fleet_procs.add_site("paris", "--label", "region=eu")  # back, under the same name
+        res = job.result(timeout=60)
+        assert res.executions["paris"].state == State.LOST
+        assert [s.name for s in fleet.wait_for_sites(1, timeout=60)] == ["paris"]
+        time.sleep(3)  # time enough for a re-run to have started
+        assert len(list(starts.iterdir())) == 1, "the lost execution ran again on the returning site"
+        assert dict(fleet.run(lambda site: site.name, sites=["paris"], timeout=60)) == {"paris": "paris"}
