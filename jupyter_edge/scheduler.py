@@ -24,7 +24,7 @@ from distributed.protocol.pickle import dumps as pickle_dumps
 from tornado.ioloop import PeriodicCallback
 
 from . import config
-from .catalog import Catalog, Site
+from .catalog import Catalog
 from .jobs import TERMINAL, Execution, JobRecord, SiteLost, State
 from .site.plugin import EXECUTION_TOPIC, KEY_PREFIX, OUTPUT_OP, SITE_TOPIC
 

@@ -175,48 +175,55 @@ class EdgeMagics(Magics):
         if args.push is not None and args.no_push:
             raise UsageError("--push and --no-push contradict each other")
         fleet = self._connected()
+        live = LiveOutput(self.shell, detached=args.noblock)
         try:
-            names = names_to_send(cell, self.shell.user_ns, push=args.push, no_push=args.no_push)
-            options = dict(
-                names=names, session=self.session, fresh=args.fresh, data=args.data, where=args.where,
-                gpus=args.gpus or 0, sites=args.sites, all=args.all,
-                timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
-                retries=args.retries if args.retries is not None else self.defaults["retries"],
-            )
-            live = LiveOutput(self.shell, detached=args.noblock)
+            options = self._cell_options(args, cell)
             if args.noblock:
-                job = fleet.submit_cell(cell, on_output=live, **options)
-            else:
-                started = time.monotonic()
-                progress = []
-                try:
-                    result = fleet.run_cell(cell, on_output=live, on_start=lambda job: progress.append(Progress(job)),
-                                            **options)
-                finally:
-                    for view in progress:
-                        view.close()
+                return self._start_detached(fleet, cell, options, live, args.out)
+            return self._run_blocking(fleet, cell, options, live, args.out)
         except (PlacementError, SelectorError, NamesTooLarge, NameError, SyntaxError, ValueError) as e:
             raise UsageError(str(e)) from None
+
+    def _cell_options(self, args, cell: str) -> dict:
+        """The Fleet.run_cell arguments: targets, this notebook's session and
+        names, and the defaults of ``%edge config`` where the cell sets none."""
+        return dict(
+            names=names_to_send(cell, self.shell.user_ns, push=args.push, no_push=args.no_push),
+            session=self.session, fresh=args.fresh, data=args.data, where=args.where,
+            gpus=args.gpus or 0, sites=args.sites, all=args.all,
+            timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
+            retries=args.retries if args.retries is not None else self.defaults["retries"],
+        )
+
+    def _start_detached(self, fleet: Fleet, cell: str, options: dict, live: LiveOutput, out: str | None):
+        job = fleet.submit_cell(cell, on_output=live, **options)
+        self.jobs[job.id] = job
+        if out:
+            self.shell.user_ns[out] = job
+        print(f"edge job {job.id} started at {len(job.executions)} site(s); "
+              f"`%edge show {job.id}` replays it when done")
+
+    def _run_blocking(self, fleet: Fleet, cell: str, options: dict, live: LiveOutput, out: str | None):
+        started = time.monotonic()
+        progress = []
+        try:
+            result = fleet.run_cell(cell, on_output=live, on_start=lambda job: progress.append(Progress(job)),
+                                    **options)
         except JobInterrupted as interrupted:
-            self._interrupted(interrupted.result, live, time.monotonic() - started, args.out)
+            self._interrupted(interrupted.result, live, time.monotonic() - started, out)
             raise
-        if args.noblock:
-            self.jobs[job.id] = job
-            if args.out:
-                self.shell.user_ns[args.out] = job
-            print(f"edge job {job.id} started at {len(job.executions)} site(s); "
-                  f"`%edge show {job.id}` replays it when done")
-            return None
+        finally:
+            for view in progress:
+                view.close()
         self.results[result.job] = result
-        if args.out:
-            self.shell.user_ns[args.out] = result
+        if out:
+            self.shell.user_ns[out] = result
         live.finish(result)
         show.replay(result, streams=False)
         print(show.closing_line(result, time.monotonic() - started, fleet.catalog(fresh=False)))
         errors = result.errors
         if errors:
             raise show.EdgeCellError(result.job, errors, result=result)
-        return None
 
     def _interrupted(self, result, live: LiveOutput, took: float, out: str | None) -> None:
         """Say what an interrupt stopped, and where this notebook's names did not survive it."""
