@@ -12,7 +12,6 @@ from .result import JobResult
 from .selector import SelectorError
 
 
-
 def _jupyter_server_extension_points() -> list[dict]:
     return [{"module": "jupyter_edge"}]
 

@@ -38,16 +38,13 @@ def names_to_send(source: str, namespace: dict, push: list[str] | None = None,
         missing = [name for name in push if name not in namespace]
         if missing:
             raise NameError(f"--push: the notebook defines no {', '.join(missing)}")
-        wanted = [name for name in push if name not in RESERVED]
+        chosen = {name: namespace[name] for name in push if name not in RESERVED}
     else:
-        wanted = sorted(used_names(source) - RESERVED)
-    found = {}
-    for name in wanted:
-        if name in namespace and not name.startswith("_") and not _is_shell_machinery(namespace[name]):
-            found[name] = namespace[name]
-        elif name in namespace and push is not None:
-            found[name] = namespace[name]
-    return {name: value for name, value in found.items() if not _is_builtin(name, value)}
+        # Private names and IPython's own helpers mean nothing at a site.
+        chosen = {name: namespace[name] for name in sorted(used_names(source) - RESERVED)
+                  if name in namespace and not name.startswith("_")
+                  and not _is_shell_machinery(namespace[name])}
+    return {name: value for name, value in chosen.items() if not _is_builtin(name, value)}
 
 
 def pack_names(names: dict) -> bytes | None:
@@ -72,7 +69,8 @@ def _is_builtin(name: str, value) -> bool:
 
 
 def _is_shell_machinery(value) -> bool:
-    # IPython's own helpers (exit, get_ipython, In/Out) mean nothing at a site.
+    """IPython's own helpers: exit, get_ipython, In/Out."""
     module = getattr(value, "__module__", "") or ""
-    return isinstance(value, types.MethodType) and module.startswith("IPython") or \
-        type(value).__module__.startswith("IPython.")
+    if isinstance(value, types.MethodType) and module.startswith("IPython"):
+        return True
+    return type(value).__module__.startswith("IPython.")

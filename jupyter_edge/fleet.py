@@ -23,7 +23,7 @@ from . import config
 from .catalog import Catalog, DatasetInfo, Site
 from .job import Job
 from .jobs import JobInterrupted, JobRecord
-from .placement import Placement, PlacementError, Request, place
+from .placement import NO_TARGET, Placement, PlacementError, Request, place
 from .result import JobResult
 from .scheduler import CATALOG_TOPIC, OUTPUT_TOPIC, EdgeSchedulerPlugin
 
@@ -222,8 +222,8 @@ class Fleet:
         :class:`PlacementError` before anything runs.
         """
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
-        work = {"payload": cloudpickle.dumps((fn, args, kwargs or {})), "call": _call_convention(fn)}
-        return self._start(work, request, timeout, retries, source or _describe(fn), supervise_in_thread=True)
+        return self._start(_function_work(fn, args, kwargs), request, timeout, retries, source or _describe(fn),
+                           supervise_in_thread=True)
 
     def run(self, fn: Callable, *args, data: str | None = None, where: str | None = None,
             gpus: int = 0, sites=None, all: bool = False, timeout: float | None = None,
@@ -233,8 +233,8 @@ class Fleet:
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises.
         """
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
-        work = {"payload": cloudpickle.dumps((fn, args, kwargs or {})), "call": _call_convention(fn)}
-        job = self._start(work, request, timeout, retries, source or _describe(fn), supervise_in_thread=False)
+        job = self._start(_function_work(fn, args, kwargs), request, timeout, retries, source or _describe(fn),
+                          supervise_in_thread=False)
         return _supervise_here(job)
 
     # --- running cells ---------------------------------------------------------
@@ -290,11 +290,8 @@ class Fleet:
 
     def _start(self, work: dict, request: Request, timeout, retries, source: str, supervise_in_thread: bool,
                on_output=None) -> Job:
-        if not request.has_target:
-            raise PlacementError(
-                "no target: name a dataset (data=NAME), sites (sites=[...]), a label "
-                "selector (where='region=eu'), GPUs (gpus=N), or all=True"
-            )
+        if not request.has_target:  # before any catalog is fetched
+            raise PlacementError(NO_TARGET)
         timeout = _seconds(timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
@@ -331,6 +328,11 @@ def _supervise_here(job: Job) -> JobResult:
 def _first_line(source: str) -> str:
     lines = [line for line in source.strip().splitlines() if line.strip()]
     return lines[0][:120] if lines else ""
+
+
+def _function_work(fn: Callable, args: tuple, kwargs: dict | None) -> dict:
+    """A function's work for the sites: pickled once, however many sites run it."""
+    return {"payload": cloudpickle.dumps((fn, args, kwargs or {})), "call": _call_convention(fn)}
 
 
 def _call_convention(fn: Callable) -> dict[str, bool]:

@@ -62,7 +62,6 @@ class Job:
         self._lock = threading.Lock()  # _futures is read by cancel() from other threads
         self._finished = threading.Event()
         self._stop_reason: State | None = None
-        self.notes: dict[str, str] = {}  # site -> something the user should know
         #: Called as ``on_output(site, outputs)`` for each batch of output while
         #: the job runs (on the client's event loop: be quick).
         self.on_output = on_output
@@ -265,8 +264,6 @@ class Job:
             outcome = self._outcomes.pop(ex_id)
             ex = self._by_id[ex_id]
             ex.outputs = list(outcome["outputs"])  # a list, whichever way it came
-            if outcome.get("session_discarded"):
-                self.notes[ex.site] = "the cell was killed; this notebook's names at the site were discarded"
             ex.apply({k: outcome[k] for k in ("state", "started", "ended", "error", "error_type", "bytes_returned")})
             if ex.state == State.DONE:
                 try:

@@ -17,6 +17,9 @@ from .selector import Selector
 
 __all__ = ["Request", "Target", "Placement", "PlacementError", "place"]
 
+NO_TARGET = ("no target: name a dataset (data=NAME), sites (sites=[...]), a label "
+             "selector (where='region=eu'), GPUs (gpus=N), or all=True")
+
 #: How many rejected sites an error lists before summarising the rest.
 _LISTED = 8
 
@@ -133,10 +136,7 @@ def place(request: Request, catalog: Catalog, exclude: Iterable[str] = (),
     choosing among replicas.
     """
     if not request.has_target:
-        raise PlacementError(
-            "no target: name a dataset (data=NAME), sites (sites=[...]), a label "
-            "selector (where='region=eu'), GPUs (gpus=N), or all=True"
-        )
+        raise PlacementError(NO_TARGET)
     excluded = frozenset(exclude)
     if request.sites is not None:
         targets = _place_named(request, catalog, excluded)

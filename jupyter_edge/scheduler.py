@@ -24,7 +24,6 @@ from distributed.protocol.pickle import dumps as pickle_dumps
 from tornado.ioloop import PeriodicCallback
 
 from . import config
-from .catalog import Catalog
 from .jobs import TERMINAL, Execution, JobRecord, SiteLost, State
 from .site.plugin import EXECUTION_TOPIC, KEY_PREFIX, OUTPUT_OP, SITE_TOPIC
 
@@ -210,9 +209,6 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             models.append({**report, "state": ws.status.name, "last_seen": ws.last_seen,
                            "running": running.get(report["name"], 0), "gpus": gpus})
         return models
-
-    def catalog(self) -> Catalog:
-        return Catalog.from_dict({"sites": self.site_models()})
 
     def handle_catalog(self) -> dict:
         return {"sites": self.site_models(), "version": self.catalog_version}

@@ -18,8 +18,7 @@ from ..jobs import JobError, State
 from ..result import JobResult
 from ..site.plugin import versions
 from ..tables import datasets_table, human_bytes, sites_table, text_table
-
-from .live import METADATA_KEY
+from .live import METADATA_KEY, LiveOutput
 
 
 class EdgeCellError(JobError):
@@ -34,10 +33,7 @@ def replay(result: JobResult, streams: bool = True) -> None:
     """Every site's value and error, labelled, in site order; with ``streams``,
     its stdout and stderr first (``%edge show``; a live cell has shown them)."""
     if streams:
-        from .live import LiveOutput
-
-        live = LiveOutput(None)
-        live.finish(result)
+        LiveOutput(None).finish(result)
     for site in sorted(result.executions):
         ex = result.executions[site]
         if ex.state == State.DONE:

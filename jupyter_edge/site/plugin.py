@@ -244,11 +244,8 @@ class EdgeSitePlugin(WorkerPlugin):
             "ended": outcome.get("ended"),
             "bytes_returned": len(value) if value is not None else 0,
             "outputs": outputs,
-            "session_created": outcome.get("session_created", False),
-            "session_discarded": outcome.get("session_discarded", False),
         }
-        final = {k: v for k, v in result.items() if k not in ("value", "outputs", "session_created",
-                                                                "session_discarded")}
+        final = {k: v for k, v in result.items() if k not in ("value", "outputs")}
         if final["error"]:
             final["error"] = final["error"][-2000:]  # the registry needs the gist, not the whole text
         size = len(value or b"") + sum(len(o.get("text", "")) for o in outputs)

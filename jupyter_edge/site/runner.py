@@ -102,7 +102,6 @@ class RunnerPool:
         self._all: set[RunnerProcess] = set()
         self._lock = threading.Lock()
         self._closed = False
-        self.started = self.replaced = 0
 
     def start(self) -> None:
         for _ in range(self.size):
@@ -113,7 +112,6 @@ class RunnerPool:
             return
         runner = RunnerProcess(self.env, self.preload)
         self._all.add(runner)
-        self.started += 1
         threading.Thread(target=self._await_ready, args=(runner,), daemon=True,
                          name="edge-runner-start").start()
 
@@ -178,12 +176,9 @@ class RunnerPool:
                         "ended": time.time(), "error_type": None,
                         "error": f"{stop.reason} at the site before it started"}
             try:
-                outcome = self._drive(runner, execution, request, on_output, deadline)
+                return self._drive(runner, execution, request, on_output, deadline)
             finally:
                 self._release(runner)
-            if session is not None and runner.tainted:
-                outcome["session_discarded"] = True  # its names died with the runner
-            return outcome
         finally:
             self._forget(execution)
 
@@ -242,7 +237,6 @@ class RunnerPool:
             with self._freed:
                 for session in [s for s, r in self._sessions.items() if r is runner]:
                     del self._sessions[session]
-            self.replaced += 1
             self._spawn()
         else:
             self._put(runner)

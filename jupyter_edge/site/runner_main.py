@@ -21,8 +21,8 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
-from .capture import FDCapture
 from . import cell as cell_module
+from .capture import FDCapture
 from .cell import run_cell
 from .dataset import Dataset
 from .display import display_function, flush_figures
@@ -80,7 +80,7 @@ class Runner:
 
         try:
             with self.capture.running(forward):
-                value = self._run_cell(msg, outcome) if msg.get("cell") else self._call(msg)
+                value = self._run_cell(msg) if msg.get("cell") else self._call(msg)
             payload = _dumps_value(value, msg["result_limit"])
             outcome.update(state="done", value=payload)
         except KeyboardInterrupt:
@@ -105,14 +105,13 @@ class Runner:
             self._interruptible = False
 
 
-    def _run_cell(self, msg: dict, outcome: dict):
+    def _run_cell(self, msg: dict):
         cell = msg["cell"]
         self._reap(cell.get("idle_limit"))
         session = cell.get("session")
         if cell.get("fresh") or session is None:
             namespace = {"__name__": "__main__"}
         else:
-            outcome["session_created"] = session not in self.sessions
             namespace = self.sessions.setdefault(session, {"__name__": "__main__"})
             self.last_used[session] = time.time()
         self._interruptible = True
