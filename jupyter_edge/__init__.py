@@ -23,6 +23,11 @@ def _load_jupyter_server_extension(serverapp) -> None:
     load(serverapp)
 
 
+def _jupyter_labextension_paths() -> list[dict]:
+    """The prebuilt sidebar, for ``jupyter labextension develop``."""
+    return [{"src": "labextension", "dest": "jupyter-edge"}]
+
+
 def load_ipython_extension(ipython) -> None:
     """``%load_ext jupyter_edge``: the ``%edge`` and ``%%edge`` magics."""
     from .magics import EdgeMagics

@@ -13,8 +13,12 @@ import time
 
 from .. import config
 from ..fleet import Fleet
+from ..site.plugin import versions
 
 logger = logging.getLogger(__name__)
+
+# The server's own versions, for the sidebar to flag sites that differ.
+SERVER_VERSIONS = versions()
 
 
 class FleetManager:
@@ -87,7 +91,8 @@ class FleetManager:
         # The scheduler's own JSON, passed through: no objects built and taken apart again.
         model = await self._ask("_call", "edge_catalog")
         sites = [] if model is None else sorted(model["sites"], key=lambda s: s["name"])
-        return {"connection": self.connection(), "sites": sites, "time": time.time()}
+        return {"connection": self.connection(), "sites": sites, "versions": SERVER_VERSIONS,
+                "time": time.time()}
 
     async def datasets(self) -> dict:
         catalog = await self._ask("catalog")

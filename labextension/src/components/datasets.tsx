@@ -1,0 +1,86 @@
+import { Drag } from '@lumino/dragdrop';
+import { MimeData } from '@lumino/coreutils';
+import React from 'react';
+
+import { IDatasetSummary, edgeCellSource, humanBytes } from '../model';
+
+/** The mime type JupyterLab's notebooks accept cells in when dropped. */
+const JUPYTER_CELL_MIME = 'application/vnd.jupyter.cells';
+
+/** Pixels the pointer moves before a press becomes a drag. */
+const DRAG_THRESHOLD = 5;
+
+export interface IDatasetsProps {
+  datasets: IDatasetSummary[];
+  onInsert: (dataset: string) => void;
+}
+
+/** Datasets across the fleet; click (or drag into a notebook) for a ready cell. */
+export function DatasetsView(props: IDatasetsProps): JSX.Element {
+  if (props.datasets.length === 0) {
+    return <div className="jp-EdgeMuted jp-EdgeEmpty">No site reports a dataset.</div>;
+  }
+  return (
+    <ul className="jp-EdgeDatasets">
+      {props.datasets.map(dataset => (
+        <li
+          className="jp-EdgeDataset"
+          key={dataset.name}
+          data-dataset={dataset.name}
+          role="button"
+          tabIndex={0}
+          title={`Insert a %%edge --data ${dataset.name} cell (click or drag into a notebook)`}
+          onClick={() => props.onInsert(dataset.name)}
+          onKeyDown={event => {
+            if (event.key === 'Enter') {
+              props.onInsert(dataset.name);
+            }
+          }}
+          onMouseDown={event => startDragOnMove(event, dataset.name)}
+        >
+          <div className="jp-EdgeDataset-header">
+            <span className="jp-EdgeDataset-name">{dataset.name}</span>
+            <span className="jp-EdgeBadge">{dataset.kinds.join(', ')}</span>
+            <span className="jp-EdgeDataset-size">{humanBytes(dataset.bytes)}</span>
+          </div>
+          <div className="jp-EdgeDataset-shards">
+            {Object.entries(dataset.shards).map(([shard, sites]) => (
+              <span className="jp-EdgeDataset-shard" key={shard} title={sites.length > 1 ? 'replicas' : ''}>
+                {shard === sites[0] && sites.length === 1 ? shard : `${shard}: ${sites.join(', ')}`}
+              </span>
+            ))}
+          </div>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+/** Start a Lumino drag carrying a notebook cell once the pointer moves past a threshold. */
+function startDragOnMove(event: React.MouseEvent, dataset: string): void {
+  if (event.button !== 0) {
+    return;
+  }
+  const startX = event.clientX;
+  const startY = event.clientY;
+  const move = (e: MouseEvent) => {
+    if (Math.abs(e.clientX - startX) + Math.abs(e.clientY - startY) < DRAG_THRESHOLD) {
+      return;
+    }
+    stop();
+    const mimeData = new MimeData();
+    const cell = { cell_type: 'code', source: edgeCellSource(dataset), metadata: {}, outputs: [], execution_count: null };
+    mimeData.setData(JUPYTER_CELL_MIME, [cell]);
+    const image = document.createElement('div');
+    image.className = 'jp-EdgeDragImage';
+    image.textContent = `%%edge --data ${dataset}`;
+    const drag = new Drag({ mimeData, dragImage: image, supportedActions: 'copy', proposedAction: 'copy' });
+    void drag.start(e.clientX, e.clientY);
+  };
+  const stop = () => {
+    document.removeEventListener('mousemove', move, true);
+    document.removeEventListener('mouseup', stop, true);
+  };
+  document.addEventListener('mousemove', move, true);
+  document.addEventListener('mouseup', stop, true);
+}

@@ -1,0 +1,140 @@
+import { HTMLSelect, InputGroup, filterIcon } from '@jupyterlab/ui-components';
+import React, { useMemo, useState } from 'react';
+
+import { IGPU, ISite, filterSites, groupSites, humanBytes, labelKeys, versionDrift } from '../model';
+
+export interface ISitesProps {
+  sites: ISite[];
+  serverVersions: Record<string, string>;
+  defaultGroupBy: string;
+  now: number;
+}
+
+/** Every site, grouped by a label the user picks, with a filter box. */
+export function SitesView(props: ISitesProps): JSX.Element {
+  const keys = useMemo(() => labelKeys(props.sites), [props.sites]);
+  const [picked, setGroupBy] = useState<string | null>(null);
+  const [filter, setFilter] = useState('');
+  const groupBy = picked ?? (keys.includes(props.defaultGroupBy) ? props.defaultGroupBy : '');
+  const shown = useMemo(() => filterSites(props.sites, filter), [props.sites, filter]);
+  const groups = useMemo(() => groupSites(shown, groupBy), [shown, groupBy]);
+
+  return (
+    <div className="jp-EdgeSites">
+      <div className="jp-EdgeSites-controls">
+        <InputGroup
+          className="jp-EdgeSites-filter"
+          type="search"
+          placeholder="Filter: name, dataset, label, gpu"
+          aria-label="Filter sites"
+          value={filter}
+          rightIcon={filterIcon}
+          onChange={event => setFilter(event.target.value)}
+        />
+        <HTMLSelect
+          className="jp-EdgeSites-groupBy"
+          aria-label="Group sites by label"
+          value={groupBy}
+          onChange={event => setGroupBy(event.target.value)}
+          options={[{ label: 'no grouping', value: '' }, ...keys.map(k => ({ label: `by ${k}`, value: k }))]}
+        />
+      </div>
+      <div className="jp-EdgeMuted jp-EdgeSites-count">
+        {shown.length === props.sites.length
+          ? `${props.sites.length} sites`
+          : `${shown.length} of ${props.sites.length} sites`}
+      </div>
+      {groups.map(group => (
+        <section className="jp-EdgeSites-group" key={group.value ?? '\u0000'} data-group={group.value ?? ''}>
+          {groupBy !== '' && (
+            <h3 className="jp-EdgeSites-groupTitle">
+              {group.value === null ? `no ${groupBy}` : `${groupBy}=${group.value}`}
+              <span className="jp-EdgeMuted"> ({group.sites.length})</span>
+            </h3>
+          )}
+          <ul className="jp-EdgeSites-list">
+            {group.sites.map(site => (
+              <SiteItem key={site.address || site.name} site={site} server={props.serverVersions} now={props.now} />
+            ))}
+          </ul>
+        </section>
+      ))}
+    </div>
+  );
+}
+
+function SiteItem(props: { site: ISite; server: Record<string, string>; now: number }): JSX.Element {
+  const { site } = props;
+  const drift = versionDrift(site, props.server);
+  const seen = site.lastSeen === null ? '' : `, seen ${Math.max(0, Math.round(props.now - site.lastSeen))} s ago`;
+  return (
+    <li className="jp-EdgeSite" data-site={site.name} data-state={site.state}>
+      <div className="jp-EdgeSite-header">
+        <span className={`jp-EdgeStatusDot jp-mod-${site.state}`} title={`${site.state}${seen}`} />
+        <span className="jp-EdgeSite-name" title={site.address}>{site.name}</span>
+        {site.running > 0 && <span className="jp-EdgeSite-running">{site.running} running</span>}
+        {drift.length > 0 && (
+          <span
+            className="jp-EdgeSite-drift"
+            title={drift.map(d => `${d.name}: site ${d.site}, server ${d.server}`).join('\n')}
+          >
+            versions differ
+          </span>
+        )}
+      </div>
+      {Object.keys(site.labels).length > 0 && (
+        <div className="jp-EdgeSite-labels">
+          {Object.entries(site.labels).map(([key, value]) => (
+            <span className="jp-EdgeLabel" key={key}>{`${key}=${value}`}</span>
+          ))}
+        </div>
+      )}
+      {site.datasets.length > 0 && (
+        <div className="jp-EdgeSite-datasets">
+          {site.datasets.map(shard => (
+            <span
+              className={`jp-EdgeBadge${shard.error ? ' jp-mod-error' : ''}`}
+              key={shard.dataset}
+              data-dataset={shard.dataset}
+              title={shard.error ?? `${shard.dataset}@${shard.shard} (${shard.kind}): ${shard.files ?? '?'} files`}
+            >
+              {shard.dataset} <span className="jp-EdgeBadge-size">{humanBytes(shard.bytes)}</span>
+            </span>
+          ))}
+        </div>
+      )}
+      {site.gpus.map(gpu => <GPUBar gpu={gpu} key={gpu.index} />)}
+    </li>
+  );
+}
+
+/** One GPU: utilisation and memory as the site last sampled them. */
+function GPUBar(props: { gpu: IGPU }): JSX.Element {
+  const { gpu } = props;
+  const memory = gpu.memoryUsed !== null && gpu.memoryTotal ? gpu.memoryUsed / gpu.memoryTotal : null;
+  const live = gpu.utilization !== null;
+  return (
+    <div className="jp-EdgeGPU" data-gpu={gpu.index} title={live ? 'live sample' : 'declared by the site, no live samples'}>
+      <span className="jp-EdgeGPU-name">{`GPU ${gpu.index} ${gpu.model}`}</span>
+      <Meter label="util" fraction={live ? gpu.utilization! / 100 : null} text={live ? `${gpu.utilization}%` : 'n/a'} />
+      <Meter
+        label="mem"
+        fraction={memory}
+        text={memory === null ? humanBytes(gpu.memoryTotal) : `${humanBytes(gpu.memoryUsed)} / ${humanBytes(gpu.memoryTotal)}`}
+      />
+    </div>
+  );
+}
+
+function Meter(props: { label: string; fraction: number | null; text: string }): JSX.Element {
+  const width = props.fraction === null ? 0 : Math.min(100, Math.max(0, props.fraction * 100));
+  return (
+    <div className="jp-EdgeMeter">
+      <span className="jp-EdgeMeter-label">{props.label}</span>
+      <span className="jp-EdgeMeter-track">
+        <span className="jp-EdgeMeter-fill" style={{ width: `${width}%` }} />
+      </span>
+      <span className="jp-EdgeMeter-text">{props.text}</span>
+    </div>
+  );
+}
