@@ -105,7 +105,7 @@ def launch_chromium(playwright, profile_dir, **kwargs):
     """Debian's Chromium, headless, with a fresh profile."""
     return playwright.chromium.launch_persistent_context(
         str(profile_dir), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-        viewport={"width": 1400, "height": 900}, **kwargs)
+        viewport={"width": 1400, "height": 1300}, **kwargs)
 
 
 def open_lab(context, lab: Lab, timeout_ms: int = 60_000):

@@ -9,6 +9,8 @@ import time
 import pytest
 import tornado.httpclient
 
+from jupyter_edge import __version__
+
 # No asyncio mark: pytest-jupyter runs these coroutines on the server's own loop
 # (pytest-asyncio, in strict mode, leaves unmarked ones alone).
 
@@ -32,6 +34,9 @@ async def test_fleet_and_datasets(jp_fetch, fleet):
     assert set(sites) == {"berlin", "paris", "boston", "tokyo"}
     assert sites["boston"]["gpus"][0]["index"] == 0 and len(sites["boston"]["gpus"]) == 2
     assert sites["berlin"]["datasets"]["sensors"]["files"] == 1 and sites["berlin"]["last_seen"]
+    # The server's own versions, for the sidebar to flag sites that differ: here they match.
+    assert model["versions"]["jupyter-edge"] == sites["berlin"]["versions"]["jupyter-edge"] == __version__
+    assert model["versions"]["distributed"] == sites["berlin"]["versions"]["distributed"]
     datasets = {d["name"]: d for d in (await get(jp_fetch, "datasets"))["datasets"]}
     assert datasets["weather"]["shards"] == {"eu": ["berlin", "paris"], "us": ["boston"]}
 

@@ -250,6 +250,13 @@ def test_cancel_from_the_sidebar_stops_the_job(page, demo):
 def test_screenshot_of_the_sidebar(page, tmp_path):
     """The README's picture: saved under docs/ when JUPYTER_EDGE_SCREENSHOTS names a folder."""
     page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 4")
+    # Widen the sidebar as a user would: drag the handle between it and the notebook.
+    sidebar = page.locator("#jupyter-edge-sidebar").bounding_box()
+    page.mouse.move(sidebar["x"] + sidebar["width"] + 2, sidebar["y"] + 300)
+    page.mouse.down()
+    page.mouse.move(sidebar["x"] + 420, sidebar["y"] + 300, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(300)
     path = tmp_path / "sidebar.png"
     page.locator("#jupyter-edge-sidebar").screenshot(path=str(path))
     assert path.stat().st_size > 10_000, "the screenshot is suspiciously small"

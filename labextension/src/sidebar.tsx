@@ -1,5 +1,5 @@
 import { ReactWidget, SidePanel, UseSignal, refreshIcon, ToolbarButton } from '@jupyterlab/ui-components';
-import { Widget } from '@lumino/widgets';
+import { AccordionPanel, Widget } from '@lumino/widgets';
 import React from 'react';
 
 import { ConnectionView } from './components/connection';
@@ -31,6 +31,11 @@ export class EdgeSidebar extends SidePanel {
     this.model = new EdgeFleetModel(() => this.isVisible, options.poll);
     this._groupBy = options.groupBy;
     const model = this.model;
+
+    const heading = new Widget();
+    heading.node.textContent = 'Edge fleet';
+    heading.addClass('jp-EdgeSidebar-heading');
+    this.header.addWidget(heading);
 
     this.toolbar.addItem('refresh', new ToolbarButton({
       icon: refreshIcon,
@@ -78,6 +83,15 @@ export class EdgeSidebar extends SidePanel {
 
   readonly model: EdgeFleetModel;
 
+  /** Sites get most of the height; connection the least. */
+  protected onAfterAttach(msg: Parameters<Widget['processMessage']>[0]): void {
+    super.onAfterAttach(msg);
+    if (!this._sized) {
+      (this.content as AccordionPanel).setRelativeSizes([1, 5, 2.5, 3]);
+      this._sized = true;
+    }
+  }
+
   /** Ask at once when shown, rather than waiting out the standby. */
   protected onAfterShow(msg: Parameters<Widget['processMessage']>[0]): void {
     super.onAfterShow(msg);
@@ -93,6 +107,7 @@ export class EdgeSidebar extends SidePanel {
   }
 
   private _groupBy: string;
+  private _sized = false;
 }
 
 const EMPTY: never[] = [];

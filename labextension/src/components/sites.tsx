@@ -25,7 +25,8 @@ export function SitesView(props: ISitesProps): JSX.Element {
         <InputGroup
           className="jp-EdgeSites-filter"
           type="search"
-          placeholder="Filter: name, dataset, label, gpu"
+          placeholder="Filter sites"
+          title="Words to match: a name, a dataset, a label (key=value), a state, or gpu"
           aria-label="Filter sites"
           value={filter}
           rightIcon={filterIcon}
