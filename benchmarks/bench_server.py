@@ -36,12 +36,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sites", type=int, default=200)
-    ap.add_argument("--repeat", type=int, default=50)
-    args = ap.parse_args(argv)
-
+def reporting_fleet(count: int):
+    """A real scheduler and ``count`` in-process sites that report (labels, two
+    datasets, GPUs on one in ten) but start no runners: ``(cluster, fleet)``."""
     from distributed import Client, Scheduler, SpecCluster, Worker
 
     from jupyter_edge import Fleet
@@ -60,9 +57,9 @@ def main(argv=None) -> int:
         async def teardown(self, worker) -> None:
             self._first_report.cancel()
 
-    root = tempfile.mkdtemp(prefix="jupyter-edge-bench-server-")
+    root = tempfile.mkdtemp(prefix="jupyter-edge-bench-fleet-")
     workers = {}
-    for i in range(args.sites):
+    for i in range(count):
         name = f"site-{i:03d}"
         folders = []
         for dataset in ("sensors", "logs"):
@@ -79,12 +76,23 @@ def main(argv=None) -> int:
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "port": 0, "dashboard": False,
                                                "dashboard_address": ":0", "plugins": [EdgeSchedulerPlugin()]}}
     began = perf_counter()
-    cluster = SpecCluster(workers=workers, scheduler=scheduler, name="bench-server")
+    cluster = SpecCluster(workers=workers, scheduler=scheduler, name="bench-fleet")
     fleet = Fleet(Client(cluster, set_as_default=False))
+    fleet.wait_for_sites(count, timeout=300)
+    print(f"{count} sites reported in {perf_counter() - began:.1f}s at {fleet.address}", flush=True)
+    return cluster, fleet
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sites", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=50)
+    args = ap.parse_args(argv)
+
+    cluster, fleet = reporting_fleet(args.sites)
+    root = tempfile.mkdtemp(prefix="jupyter-edge-bench-server-")
     server = None
     try:
-        fleet.wait_for_sites(args.sites, timeout=300)
-        print(f"{args.sites} sites reported in {perf_counter() - began:.1f}s at {fleet.address}", flush=True)
         token, port = secrets.token_hex(16), free_port()
         env = {**os.environ, "JUPYTER_EDGE_SCHEDULER": fleet.address, "JUPYTER_RUNTIME_DIR": root}
         server = subprocess.Popen(

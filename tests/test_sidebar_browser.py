@@ -12,10 +12,9 @@ import sys
 import time
 
 import pytest
+from browser import Lab, launch_chromium, open_lab, require_browser
 
 from jupyter_edge import Fleet
-
-from browser import Lab, launch_chromium, open_lab, require_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -233,11 +232,13 @@ def test_cancel_from_the_sidebar_stops_the_job(page, demo):
         f"[...document.querySelectorAll(\".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeExecution\")]"
         ".some(e => e.dataset.state === 'running')")
     page.click(f".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeJob-cancel")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     try:
         page.wait_for_function(
             f"(() => {{ const s = [...document.querySelectorAll(\".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeExecution\")];"
             " return s.length > 0 && s.every(e => e.dataset.state === 'cancelled'); })()", timeout=30_000)
-    except Exception:
+    except PlaywrightTimeout:
         registry = {ex.site: ex.state.value for ex in demo.job(job.id).executions}
         raise AssertionError(f"expected every execution cancelled; the sidebar shows {execution_states(page, job.id)},"
                              f" the registry {registry}") from None
