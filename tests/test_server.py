@@ -68,6 +68,10 @@ async def test_routes_need_authentication(jp_fetch, jp_http_port, jp_base_url):
         response = await client.fetch(f"http://localhost:{jp_http_port}{jp_base_url}jupyter-edge/api/{path}",
                                       raise_error=False)
         assert response.code == 403, f"{path} answered {response.code} without a token"
+    for method, path, body in (("POST", "jobs/abcdef12/cancel", ""), ("PUT", "connection", '{"address": "tcp://x:1"}')):
+        response = await client.fetch(f"http://localhost:{jp_http_port}{jp_base_url}jupyter-edge/api/{path}",
+                                      method=method, body=body, raise_error=False)
+        assert response.code == 403, f"{method} {path} answered {response.code} without a token"
 
 
 async def test_an_unreachable_scheduler_is_a_state_not_an_error(jp_fetch, fleet):

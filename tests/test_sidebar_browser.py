@@ -248,6 +248,22 @@ def test_cancel_from_the_sidebar_stops_the_job(page, demo):
     wait_for_kernel_idle(page)  # the cell that asked finished too
 
 
+def test_watching_another_fleet_and_back_from_the_announced_list(page, demo):
+    """An unreachable address is a state with its reason; the fleet the notebook's
+    kernel connected to (announced in the runtime folder) is one click away."""
+    connection = page.locator(".jp-EdgeConnection")
+    connection.locator("input").fill("tcp://127.0.0.1:9")
+    connection.locator("button[type='submit']").click()
+    page.wait_for_selector(".jp-EdgeConnection[data-status='unreachable']", timeout=60_000)
+    assert connection.locator(".jp-EdgeConnection-error").first.inner_text().strip(), "no reason shown"
+    page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 0")
+    announced = connection.locator(".jp-EdgeConnection-announced button", has_text=demo.address)
+    announced.click()
+    page.wait_for_selector(".jp-EdgeConnection[data-status='connected']", timeout=60_000)
+    page.wait_for_function(f"document.querySelectorAll('.jp-EdgeSite').length === {len(DEMO_SITES)}")
+    assert demo.address in connection.locator(".jp-EdgeConnection-address").inner_text()
+
+
 def test_screenshot_of_the_sidebar(page, tmp_path):
     """The README's picture: saved under docs/ when JUPYTER_EDGE_SCREENSHOTS names a folder."""
     page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 4")
