@@ -1,20 +1,16 @@
 #!/usr/bin/env python
 """How fast the server extension answers ``GET fleet`` for a catalog of 200 sites.
 
-Starts a real scheduler (with the edge plugin) and 200 real Dask workers in
-this process, each reporting as a site with labels, two datasets and, for one
-in ten, two GPUs; then a real ``jupyter server`` subprocess with the extension,
-pointed at the fleet, and times authenticated ``GET /jupyter-edge/api/fleet``
-and ``GET datasets``. Goal: ``GET fleet`` answers within 50 ms (p50 and p90).
-
-The sites only report: the benchmark is about serving the catalog, so they
-start no runner processes (200 runners would not fit the 2-core test machine).
+Starts the 200 reporting sites of ``reporting_sites.py`` (a scheduler process
+and a process of sites), a real ``jupyter server`` subprocess with the
+extension pointed at them, and times authenticated ``GET
+/jupyter-edge/api/fleet`` and ``GET datasets``. Goal: ``GET fleet`` answers
+within 50 ms (p50 and p90).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import secrets
@@ -27,6 +23,8 @@ import time
 import urllib.request
 from time import perf_counter
 
+from reporting_sites import reporting_fleet
+
 GOAL_MS = 50.0
 
 
@@ -36,60 +34,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def reporting_fleet(count: int):
-    """A real scheduler and ``count`` in-process sites that report (labels, two
-    datasets, GPUs on one in ten) but start no runners: ``(cluster, fleet)``."""
-    from distributed import Client, Scheduler, SpecCluster, Worker
-
-    from jupyter_edge import Fleet
-    from jupyter_edge.scheduler import EdgeSchedulerPlugin
-    from jupyter_edge.site.dataset import DatasetDeclaration
-    from jupyter_edge.site.plugin import EdgeSitePlugin
-
-    class ReportingSite(EdgeSitePlugin):
-        """A site that reports and measures its datasets but runs no runners."""
-
-        async def setup(self, worker) -> None:
-            self.worker = worker
-            await self.rescan(report=False)
-            self._first_report = asyncio.ensure_future(self._report_when_connected())
-
-        async def teardown(self, worker) -> None:
-            self._first_report.cancel()
-
-    root = tempfile.mkdtemp(prefix="jupyter-edge-bench-fleet-")
-    workers = {}
-    for i in range(count):
-        name = f"site-{i:03d}"
-        folders = []
-        for dataset in ("sensors", "logs"):
-            folder = os.path.join(root, name, dataset)
-            os.makedirs(folder)
-            with open(os.path.join(folder, "part-0.csv"), "w") as f:
-                f.write("x\n" + "1\n" * (i + 1))
-            folders.append(DatasetDeclaration(dataset, folder, name))
-        plugin = ReportingSite(labels={"region": ("eu", "us", "ap")[i % 3], "tier": "factory"},
-                               datasets=folders, gpus=2 if i % 10 == 0 else None)
-        workers[name] = {"cls": Worker, "options": {
-            "name": name, "nthreads": 1, "host": "127.0.0.1", "dashboard": False, "dashboard_address": ":0",
-            "resources": plugin.resources, "plugins": {plugin}}}
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "port": 0, "dashboard": False,
-                                               "dashboard_address": ":0", "plugins": [EdgeSchedulerPlugin()]}}
-    began = perf_counter()
-    cluster = SpecCluster(workers=workers, scheduler=scheduler, name="bench-fleet")
-    fleet = Fleet(Client(cluster, set_as_default=False))
-    fleet.wait_for_sites(count, timeout=300)
-    print(f"{count} sites reported in {perf_counter() - began:.1f}s at {fleet.address}", flush=True)
-    return cluster, fleet
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sites", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=50)
     args = ap.parse_args(argv)
 
-    cluster, fleet = reporting_fleet(args.sites)
+    with reporting_fleet(args.sites) as fleet:
+        return serve_and_measure(fleet, args)
+
+
+def serve_and_measure(fleet, args) -> int:
     root = tempfile.mkdtemp(prefix="jupyter-edge-bench-server-")
     server = None
     try:
@@ -139,8 +94,6 @@ def main(argv=None) -> int:
                 server.wait(20)
             except subprocess.TimeoutExpired:
                 server.kill()
-        fleet.close()
-        cluster.close()
 
 
 if __name__ == "__main__":
