@@ -117,15 +117,25 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
 @click.argument("address", required=False)
 @click.option("--scheduler-file", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
-def status(address, scheduler_file, as_json) -> None:
+@click.option("--wait-for-sites", "wait_for", default=0, type=click.IntRange(min=0), metavar="N",
+              help="First wait until N sites have reported (a fleet just started).")
+@click.option("--timeout", default=None, type=float,
+              help="Seconds to wait for the scheduler (default: edge.connect-timeout) and for "
+                   "--wait-for-sites (default: 60).")
+def status(address, scheduler_file, as_json, wait_for, timeout) -> None:
     """Show the fleet's sites and datasets."""
     from .fleet import Fleet
 
     try:
-        fleet = Fleet.connect(address, scheduler_file=scheduler_file)
+        fleet = Fleet.connect(address, scheduler_file=scheduler_file, timeout=timeout)
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     with fleet:
+        if wait_for:
+            try:
+                fleet.wait_for_sites(wait_for, timeout=60 if timeout is None else timeout)
+            except TimeoutError as e:
+                raise click.ClickException(str(e)) from None
         catalog = fleet.catalog()
     if as_json:
         click.echo(json.dumps(catalog.to_dict(), indent=2))

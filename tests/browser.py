@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,29 @@ import pytest
 CHROMIUM = os.environ.get("JUPYTER_EDGE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# pytest-jupyter's autouse fixtures run and close an asyncio loop around every
+# test; playwright's sync API keeps its own loop running in the test's thread.
+# Browser tests start JupyterLab as a subprocess and need neither: a test module
+# imports these two to replace them.
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop():
+    yield None
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup():
+    yield
+
+
+def require_tool(path: str, what: str) -> None:
+    """Skip without a tool CI installs, unless CI says it must be there."""
+    if not (os.path.exists(path) or shutil.which(path)):
+        reason = f"needs {what} ({path})"
+        if os.environ.get("JUPYTER_EDGE_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason + " (JUPYTER_EDGE_REQUIRE_BROWSER=1: CI installs it)")
+        pytest.skip(reason)
 
 
 def require_browser() -> None:
@@ -41,17 +65,25 @@ def require_browser() -> None:
 
 class Lab:
     """``jupyter lab`` on a free port, watching ``scheduler`` with the sidebar
-    polling every ``interval`` ms. Its kernels inherit ``JUPYTER_EDGE_SCHEDULER``."""
+    polling every ``interval`` ms. Its kernels inherit ``JUPYTER_EDGE_SCHEDULER``.
 
-    def __init__(self, root, scheduler: str, interval: int = 400, env: dict | None = None):
+    ``python`` is the interpreter whose JupyterLab runs; ``wrapper`` a command
+    that runs before it and execs it (``binder/start``), which may set the
+    scheduler itself (``scheduler=None``). The whole process group is stopped
+    at the end, so what a wrapper started in the background stops too.
+    """
+
+    def __init__(self, root, scheduler: str | None, interval: int = 400, env: dict | None = None,
+                 python: str = sys.executable, wrapper: list[str] | None = None, timeout: float = 60):
         self.root = root
         runtime, settings, workspaces, notebooks = (root / d for d in ("runtime", "settings", "workspaces", "work"))
         for folder in (runtime, settings, workspaces, notebooks):
             folder.mkdir(parents=True, exist_ok=True)
         self._user_settings(settings, interval)
-        self.env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "JUPYTER_EDGE_SCHEDULER": scheduler,
-                    **(env or {})}
-        args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.port=0",
+        self.env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), **(env or {})}
+        if scheduler is not None:
+            self.env["JUPYTER_EDGE_SCHEDULER"] = scheduler
+        args = [*(wrapper or []), python, "-m", "jupyterlab", "--no-browser", "--ServerApp.port=0",
                 "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={notebooks}",
                 f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={workspaces}",
                 "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None"]
@@ -60,7 +92,7 @@ class Lab:
         self.log_path = root / "lab.log"
         self.process = subprocess.Popen(args, env=self.env, stdout=open(self.log_path, "wb"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        self.url, self.token = self._wait_for_server(runtime)
+        self.url, self.token = self._wait_for_server(runtime, timeout)
 
     @staticmethod
     def _user_settings(folder, interval: int) -> None:
@@ -92,13 +124,24 @@ class Lab:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+        # What the wrapper started (a demo fleet) gets the same time to stop.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def launch_chromium(playwright, profile_dir, **kwargs):

@@ -36,6 +36,12 @@ def three_sites(cli_fleet, tmp_path):
 
 
 def test_status_and_run(three_sites):
+    # --wait-for-sites: what a start script uses to wait for a fleet just started.
+    waited = status("--scheduler-file", three_sites.scheduler_file, "--wait-for-sites", "3", "--timeout", "60")
+    assert waited.returncode == 0 and "3 site(s)" in waited.stdout, waited.stdout + waited.stderr
+    too_many = status("--scheduler-file", three_sites.scheduler_file, "--wait-for-sites", "5", "--timeout", "1")
+    assert too_many.returncode == 1, too_many.stdout
+    assert "3 of 5 sites reported within 1.0s" in too_many.stderr and "Traceback" not in too_many.stderr
     fleet = three_sites.connect(3)
     with fleet:
         out = status("--scheduler-file", three_sites.scheduler_file)

@@ -12,26 +12,20 @@ import sys
 import time
 
 import pytest
-from browser import Lab, launch_chromium, open_lab, require_browser
+from browser import (  # the two fixtures replace pytest-jupyter's for this module
+    Lab,
+    jp_asyncio_loop,  # noqa: F401
+    jp_server_cleanup,  # noqa: F401
+    launch_chromium,
+    open_lab,
+    require_browser,
+)
 
 from jupyter_edge import Fleet
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 DEMO_SITES = ["berlin", "boston", "paris", "tokyo"]
-
-
-# pytest-jupyter's autouse fixtures run and close an asyncio loop around every
-# test; playwright's sync API keeps its own loop running in this thread. This
-# module starts its JupyterLab as a subprocess, so neither is needed here.
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop():
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup():
-    yield
 
 
 @pytest.fixture(scope="module")
