@@ -60,6 +60,24 @@ def test_outputs_are_labelled_and_values_shown(ip):
     assert isinstance(res, JobResult) and dict(res) == {"berlin": 49.0, "paris": 49.0}
 
 
+def test_the_magics_fleet_for_the_python_api(ip, fleet):
+    from jupyter_edge.magics import connected_fleet
+
+    mine = connected_fleet(ip)
+    assert mine.address == fleet.address
+    assert dict(mine.run(lambda site: site.name, sites=["paris"])) == {"paris": "paris"}
+
+
+def test_quoted_options_are_read_as_a_shell_would(ip):
+    # Quotes group words and are not part of the value: a selector with spaces works.
+    out = cell(ip, '--where "region in (us, ap)" --all -o res', "site.name")
+    assert sorted(ip.user_ns["res"]) == ["boston", "tokyo"], out.stdout
+    out = cell(ip, "--where 'region=eu' --all -o res", "site.name")
+    assert sorted(ip.user_ns["res"]) == ["berlin", "paris"], out.stdout
+    with pytest.raises(UsageError, match="cannot read the options: No closing quotation"):
+        ip.run_cell_magic("edge", '--where "region=eu', "1")
+
+
 def test_names_are_sent_reserved_ones_never(ip):
     ip.user_ns.update(threshold=40, site="not the site", unused=object())
     out = cell(ip, "--sites tokyo", "(site.name, threshold + 2)")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+
+from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, argument_group
 
 
@@ -45,3 +48,14 @@ def cell_options(fn):
     ]):
         fn = decorator(fn)
     return fn
+
+
+def parse_options(magic, line: str):
+    """The magic's options from ``line``, split as a shell would: quotes group
+    and are removed (``--where "region in (us,ap)"``). IPython's own
+    ``parse_argstring`` keeps the quotes in the values."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as e:  # an unbalanced quote
+        raise UsageError(f"cannot read the options: {e}") from None
+    return magic.parser.parse_args(argv)

@@ -12,7 +12,7 @@ import uuid
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from .. import config
@@ -23,7 +23,7 @@ from ..jobs import JobInterrupted
 from ..placement import PlacementError
 from ..selector import SelectorError
 from . import display as show
-from .args import cell_options, run_options, target_options
+from .args import cell_options, parse_options, run_options, target_options
 from .live import LiveOutput
 from .progress import Progress
 
@@ -78,7 +78,7 @@ class EdgeMagics(Magics):
         """%edge connect [ADDRESS | --demo | --scheduler-file F]"""
 
     def _edge_connect(self, rest: str):
-        args = parse_argstring(self._connect, rest)
+        args = parse_options(self._connect, rest)
         self._close()
         try:
             if args.demo:
@@ -145,7 +145,7 @@ class EdgeMagics(Magics):
         """%edge config [--timeout S] [--retries N]"""
 
     def _edge_config(self, rest: str):
-        args = parse_argstring(self._config, rest)
+        args = parse_options(self._config, rest)
         for name in ("timeout", "retries"):
             value = getattr(args, name)
             if value is not None:
@@ -169,7 +169,7 @@ class EdgeMagics(Magics):
     def edge_cell(self, line: str, cell: str):
         """Run this cell at the sites that hold a dataset, match a selector or
         have GPUs; every site's output comes back here, labelled."""
-        args = parse_argstring(self.edge_cell, line)
+        args = parse_options(self.edge_cell, line)
         if not (args.data or args.sites or args.all or args.where or args.gpus):
             raise UsageError(_NO_TARGET)
         if args.push is not None and args.no_push:
