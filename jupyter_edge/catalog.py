@@ -59,6 +59,7 @@ class Site:
     nthreads: int = 1
     running: int = 0  # executions placed here and not finished, fleet-wide
     last_seen: float | None = None
+    containers: dict | None = None  # the engine of a site started with --docker: engine, version, images
 
     @property
     def gpu_count(self) -> int:

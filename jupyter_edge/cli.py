@@ -78,7 +78,10 @@ def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_addres
 @click.option("--gpus", default="none", show_default=True, help="'auto' (NVML), a number declared by hand, or 'none'.")
 @click.option("--nthreads", default=1, show_default=True, type=int, help="Executions the site runs at once.")
 @click.option("--host", default=None, help="Interface to listen on.")
-def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host) -> None:
+@click.option("--docker", "docker_url", is_flag=False, flag_value="", default=None, metavar="[ENGINE_URL]",
+              help="Run container executions (%%edge --image, %edge run) through this Docker-compatible "
+                   "engine, e.g. unix:///var/run/docker.sock (alone: $DOCKER_HOST or the default socket).")
+def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host, docker_url) -> None:
     """Start an edge site: a Dask worker with labels, datasets and GPUs."""
     from distributed import Worker
 
@@ -94,9 +97,19 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
         parsed_labels = dict(parse_label(text) for text in labels)
         declared = [parse_dataset_option(text, name) for text in datasets]
         inventory = discover_gpus(parse_gpus_option(gpus))
-        plugin = EdgeSitePlugin(labels=parsed_labels, datasets=declared, gpus=inventory)
+        docker = None if docker_url is None else (docker_url or True)
+        plugin = EdgeSitePlugin(labels=parsed_labels, datasets=declared, gpus=inventory, docker=docker)
     except (ValueError, SelectorError) as e:
         raise click.UsageError(str(e)) from None
+    if docker is not None:
+        from .site.containers import ContainerEngine, ContainerError
+
+        try:  # fail here, clearly, rather than in the worker's plugin setup
+            engine = ContainerEngine(name, None if docker is True else docker)
+            click.echo(f"site {name}: containers through docker {engine.version}", err=True)
+            engine.close()
+        except (ContainerError, ImportError) as e:
+            raise click.ClickException(str(e)) from None
     if nthreads < 1:
         raise click.UsageError("--nthreads must be at least 1")
     click.echo(f"site {name}: GPUs {inventory.state.value} ({inventory.detail or 'none'})", err=True)

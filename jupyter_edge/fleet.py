@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import inspect
 import logging
+import shlex
 import threading
 import time
 from collections import Counter
@@ -242,7 +243,7 @@ class Fleet:
     def submit_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
                     fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
                     sites=None, all: bool = False, timeout: float | None = None, retries: int = 0,
-                    on_output=None) -> Job:
+                    on_output=None, image: str | None = None, **container) -> Job:
         """Start a notebook cell's ``source`` at every placed site; its value is
         that of its last expression, as in IPython. ``on_output(site, outputs)``
         receives the output while it runs.
@@ -251,24 +252,71 @@ class Fleet:
         ``session`` keeps the names a cell defines at each site for the next
         cell of the same session (a notebook), unless ``fresh``. ``dataset``
         and ``site`` are always this site's handles.
+
+        With ``image``, the cell runs in a fresh container of that image at
+        each site (sites started with ``--docker``); see :meth:`submit_command`
+        for ``network``, ``cpus``, ``memory`` and ``pull``. Only the source
+        travels: no notebook names, no session.
         """
-        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
-        return self._start(self._cell_work(source, names, session, fresh), request, timeout, retries,
-                           _first_line(source), supervise_in_thread=True, on_output=on_output)
+        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all,
+                                executor="docker" if image is not None else None)
+        return self._start(self._cell_or_container_work(source, names, session, fresh, image, container), request,
+                           timeout, retries, _first_line(source), supervise_in_thread=True, on_output=on_output)
 
     def run_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
                  fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
                  sites=None, all: bool = False, timeout: float | None = None, retries: int = 0,
-                 on_output=None, on_start=None) -> JobResult:
+                 on_output=None, on_start=None, image: str | None = None, **container) -> JobResult:
         """:meth:`submit_cell`, then wait: a :class:`JobResult` (site -> value).
         ``on_start(job)`` is called once the job is launched (a progress view).
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises."""
-        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
-        job = self._start(self._cell_work(source, names, session, fresh), request, timeout, retries,
-                          _first_line(source), supervise_in_thread=False, on_output=on_output)
+        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all,
+                                executor="docker" if image is not None else None)
+        job = self._start(self._cell_or_container_work(source, names, session, fresh, image, container), request,
+                          timeout, retries, _first_line(source), supervise_in_thread=False, on_output=on_output)
         if on_start is not None:
             on_start(job)
         return _supervise_here(job)
+
+    # --- containers ----------------------------------------------------------------
+
+    def submit_command(self, command: list[str], *, image: str, data: str | None = None, where: str | None = None,
+                       gpus: int = 0, sites=None, all: bool = False, timeout: float | None = None,
+                       retries: int = 0, on_output=None, network: bool | str | None = None,
+                       cpus: float | None = None, memory: int | str | None = None, pull: bool = False) -> Job:
+        """Run ``command`` (an argument list; no Python needed) in a fresh container
+        of ``image`` at every placed site, on sites started with ``--docker``.
+
+        The site's local shard of ``data`` is mounted read-only at
+        ``/data/NAME`` (``$EDGE_DATASET_PATH``). ``network``: none unless given
+        (``True``: the engine's default network, or a mode such as ``"host"``);
+        ``cpus`` and ``memory`` (``"512MiB"`` or bytes) limit the container;
+        ``pull`` lets the site's engine pull a missing image. stdout and stderr
+        stream back as output; the exit code is the value, and a non-zero one
+        fails the execution.
+        """
+        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all, executor="docker")
+        work = _container_work(image, command=command, network=network, cpus=cpus, memory=memory, pull=pull)
+        return self._start(work, request, timeout, retries, shlex.join(command)[:120], supervise_in_thread=True,
+                           on_output=on_output)
+
+    def run_command(self, command: list[str], *, image: str, on_start=None, **options) -> JobResult:
+        """:meth:`submit_command`, then wait: a :class:`JobResult` of exit codes."""
+        job = self.submit_command(command, image=image, **options)
+        if on_start is not None:
+            on_start(job)
+        return _supervise_here(job)
+
+    def _cell_or_container_work(self, source: str, names, session, fresh, image, container: dict) -> dict:
+        if image is None:
+            if container:
+                raise ValueError(f"{', '.join(sorted(container))} apply only to containers: add image=...")
+            return self._cell_work(source, names, session, fresh)
+        if names:
+            raise ValueError("a container cell gets no notebook names (only its source travels): "
+                             "pass what it needs in the source")
+        self._cell_work(source)  # the same checks: not empty, compiles
+        return _container_work(image, cell=source, **container)
 
     def _cell_work(self, source: str, names: dict | None = None, session: str | None = None,
                    fresh: bool = False) -> dict:
@@ -323,6 +371,32 @@ def _supervise_here(job: Job) -> JobResult:
     except KeyboardInterrupt:
         raise JobInterrupted(job.result()) from None
     return job.result()
+
+
+def _container_work(image: str, cell: str | None = None, command: list[str] | None = None,
+                    network: bool | str | None = None, cpus: float | None = None,
+                    memory: int | str | None = None, pull: bool = False) -> dict:
+    """A container execution's work, checked here so that bad options fail before anything is sent."""
+    from dask.utils import parse_bytes
+
+    if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image.strip()):
+        raise ValueError(f"image must name an image at the sites (e.g. 'edge-python:3.11'), not {image!r}")
+    if command is not None:
+        if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
+            raise ValueError(f"command must be a non-empty list of strings, not {command!r}")
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0):
+        raise ValueError(f"cpus must be a number of CPUs above 0, not {cpus!r}")
+    if memory is not None:
+        try:
+            memory = parse_bytes(memory) if isinstance(memory, str) else memory
+        except ValueError:
+            raise ValueError(f"memory must be a size such as '512MiB' or a number of bytes, not {memory!r}") from None
+        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 6 * 2**20:
+            raise ValueError(f"memory must be at least 6 MiB (the engine's minimum), not {memory!r}")
+    if network is not None and not isinstance(network, (bool, str)):
+        raise ValueError(f"network must be True or a network mode such as 'host', not {network!r}")
+    return {"container": {"image": image.strip(), "cell": cell, "command": list(command) if command else None,
+                          "network": network or None, "cpus": cpus, "memory": memory, "pull": bool(pull)}}
 
 
 def _first_line(source: str) -> str:

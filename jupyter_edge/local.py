@@ -22,6 +22,7 @@ class SiteSpec:
     gpus: int | str = 0  # a count declared by hand, or "auto" (NVML)
     datasets: list[DatasetDeclaration] = field(default_factory=list)
     nthreads: int = 1
+    docker: str | bool | None = None  # run container executions through this engine (True: $DOCKER_HOST)
 
 
 def site_worker_spec(site: SiteSpec, storage_options: dict | None = None) -> dict:
@@ -31,7 +32,7 @@ def site_worker_spec(site: SiteSpec, storage_options: dict | None = None) -> dic
     from .site.plugin import EdgeSitePlugin
 
     plugin = EdgeSitePlugin(labels=site.labels, datasets=site.datasets, gpus=site.gpus or None,
-                            storage_options=storage_options)
+                            storage_options=storage_options, docker=site.docker)
     return {"cls": Worker, "options": {
         "name": site.name, "nthreads": site.nthreads, "host": "127.0.0.1", "dashboard": False,
         "dashboard_address": ":0",

@@ -20,6 +20,9 @@ __all__ = ["Request", "Target", "Placement", "PlacementError", "place"]
 NO_TARGET = ("no target: name a dataset (data=NAME), sites (sites=[...]), a label "
              "selector (where='region=eu'), GPUs (gpus=N), or all=True")
 
+#: The label a site that runs containers sets itself (see site/plugin.py).
+EXECUTOR_LABEL = "edge.executor"
+
 #: How many rejected sites an error lists before summarising the rest.
 _LISTED = 8
 
@@ -39,6 +42,7 @@ class Request:
     sites: tuple[str, ...] | None = None
     all: bool = False
     shards: tuple[str, ...] | None = None  # restrict ``data`` to these shards (retries)
+    executor: str | None = None  # "docker": only sites that run containers (a filter)
 
     @classmethod
     def build(
@@ -48,6 +52,7 @@ class Request:
         gpus: int | None = 0,
         sites: Sequence[str] | str | None = None,
         all: bool = False,
+        executor: str | None = None,
     ) -> Request:
         """Validate user-facing arguments; bad ones raise ``ValueError``."""
         if data is not None and (not isinstance(data, str) or not data):
@@ -64,7 +69,8 @@ class Request:
         gpus = 0 if gpus is None else gpus
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
             raise ValueError(f"gpus must be a whole number of GPUs per execution, not {gpus!r}")
-        return cls(data=data, where=Selector.parse(where), gpus=gpus, sites=sites, all=bool(all))
+        return cls(data=data, where=Selector.parse(where), gpus=gpus, sites=sites, all=bool(all),
+                   executor=executor)
 
     @property
     def has_target(self) -> bool:
@@ -82,6 +88,8 @@ class Request:
             parts.append(f"where {self.where}")
         if self.gpus:
             parts.append(f"gpus={self.gpus}")
+        if self.executor:
+            parts.append(f"in {self.executor} containers")
         return ", ".join(parts) or "no target"
 
     def to_dict(self) -> dict:
@@ -92,6 +100,7 @@ class Request:
             "sites": list(self.sites) if self.sites is not None else None,
             "all": self.all,
             "shards": list(self.shards) if self.shards is not None else None,
+            "executor": self.executor,
         }
 
     @classmethod
@@ -103,6 +112,7 @@ class Request:
             sites=tuple(data["sites"]) if data.get("sites") is not None else None,
             all=bool(data.get("all")),
             shards=tuple(data["shards"]) if data.get("shards") is not None else None,
+            executor=data.get("executor"),
         )
 
 
@@ -160,6 +170,8 @@ def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | 
         return ", ".join(shown)
     if request.gpus and site.gpu_count < request.gpus:
         return f"{site.gpu_count} GPU{'s' if site.gpu_count != 1 else ''}"
+    if request.executor and site.labels.get(EXECUTOR_LABEL) != request.executor:
+        return f"runs no {request.executor} containers"
     return None
 
 
@@ -167,6 +179,8 @@ def _filters(request: Request) -> str:
     parts = [str(request.where)] if request.where else []
     if request.gpus:
         parts.append(f"{request.gpus} GPU{'s' if request.gpus > 1 else ''}")
+    if request.executor:
+        parts.append(f"{request.executor} containers (sites started with --{request.executor})")
     return " and ".join(parts)
 
 

@@ -50,6 +50,35 @@ def cell_options(fn):
     return fn
 
 
+def container_options(fn):
+    """A container per execution, at sites started with ``--docker``."""
+    for decorator in reversed([
+        argument_group("containers", "run in a fresh container at each site (sites started with --docker)"),
+        argument("--image", metavar="IMAGE", help="the image, from the site's engine (a cell needs python3 in it)"),
+        argument("--network", metavar="MODE", nargs="?", const=True,
+                 help="give the container a network (none by default); MODE e.g. host"),
+        argument("--cpus", metavar="N", type=float, help="CPUs the container may use"),
+        argument("--memory", metavar="SIZE", help="memory the container may use, e.g. 512MiB"),
+        argument("--pull", action="store_true", help="let the site's engine pull a missing image"),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+CONTAINER_ONLY = ("network", "cpus", "memory", "pull")
+
+
+def container_arguments(args) -> dict:
+    """``Fleet`` keyword arguments from the container options; they need --image."""
+    given = {name: getattr(args, name) for name in CONTAINER_ONLY if getattr(args, name) not in (None, False)}
+    if args.image is None:
+        if given:
+            flags = ", ".join(f"--{name}" for name in given)
+            raise UsageError(f"{flags} apply only to containers: add --image IMAGE")
+        return {}
+    return {"image": args.image, **given}
+
+
 def parse_options(magic, line: str):
     """The magic's options from ``line``, split as a shell would: quotes group
     and are removed (``--where "region in (us,ap)"``). IPython's own

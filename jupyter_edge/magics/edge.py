@@ -23,7 +23,14 @@ from ..jobs import JobInterrupted
 from ..placement import PlacementError
 from ..selector import SelectorError
 from . import display as show
-from .args import cell_options, parse_options, run_options, target_options
+from .args import (
+    cell_options,
+    container_arguments,
+    container_options,
+    parse_options,
+    run_options,
+    target_options,
+)
 from .live import LiveOutput
 from .progress import Progress
 
@@ -37,6 +44,8 @@ USAGE = """\
 %edge cancel JOB                  stop one of this notebook's jobs
 %edge reset                       forget this notebook's names at every site
 %edge config [--timeout S] [--retries N]   defaults for %%edge cells
+%edge run --image IMAGE [--data NAME ...] -- COMMAND ARGS...
+                                  run a command in a container at each site (sites with --docker)
 
 %%edge --data NAME | --sites A,B | --all | --where SELECTOR | --gpus N  [options]
     run the cell at those sites; `%%edge?` lists every option"""
@@ -164,6 +173,44 @@ class EdgeMagics(Magics):
     @magic_arguments()
     @target_options
     @run_options
+    @container_options
+    @argument("-o", "--out", metavar="NAME", help="store the JobResult (exit codes) here")
+    def _run(self, line):
+        """%edge run --image IMAGE [targets] [options] -- COMMAND ARGS..."""
+
+    def _edge_run(self, rest: str):
+        try:
+            words = shlex.split(rest)
+        except ValueError as e:
+            raise UsageError(f"cannot read the command: {e}") from None
+        if "--" not in words:
+            raise UsageError("%edge run needs the command after --: %edge run --image IMAGE --data NAME -- ls -l")
+        cut = words.index("--")
+        options, command = words[:cut], words[cut + 1:]
+        args = self._run.parser.parse_args(options)
+        if not command:
+            raise UsageError("%edge run: no command after --")
+        if args.image is None:
+            raise UsageError("%edge run needs --image IMAGE: commands run in containers")
+        if not (args.data or args.sites or args.all or args.where or args.gpus):
+            raise UsageError(_NO_TARGET.replace("this %%edge cell", "%edge run"))
+        fleet = self._connected()
+        live = LiveOutput(self.shell)
+        options = dict(data=args.data, where=args.where, gpus=args.gpus or 0, sites=args.sites, all=args.all,
+                       timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
+                       retries=args.retries if args.retries is not None else self.defaults["retries"],
+                       **container_arguments(args))
+        try:
+            return self._run_blocking(
+                fleet, lambda on_start: fleet.run_command(command, on_output=live, on_start=on_start, **options),
+                live, args.out)
+        except (PlacementError, SelectorError, ValueError) as e:
+            raise UsageError(str(e)) from None
+
+    @magic_arguments()
+    @target_options
+    @run_options
+    @container_options
     @cell_options
     @cell_magic("edge")
     def edge_cell(self, line: str, cell: str):
@@ -180,19 +227,27 @@ class EdgeMagics(Magics):
             options = self._cell_options(args, cell)
             if args.noblock:
                 return self._start_detached(fleet, cell, options, live, args.out)
-            return self._run_blocking(fleet, cell, options, live, args.out)
+            return self._run_blocking(
+                fleet, lambda on_start: fleet.run_cell(cell, on_output=live, on_start=on_start, **options),
+                live, args.out)
         except (PlacementError, SelectorError, NamesTooLarge, NameError, SyntaxError, ValueError) as e:
             raise UsageError(str(e)) from None
 
     def _cell_options(self, args, cell: str) -> dict:
         """The Fleet.run_cell arguments: targets, this notebook's session and
-        names, and the defaults of ``%edge config`` where the cell sets none."""
+        names, and the defaults of ``%edge config`` where the cell sets none.
+        A container cell (``--image``) gets its source only: no names, no session."""
+        container = container_arguments(args)
+        if container and (args.push or args.fresh):
+            raise UsageError("--push and --fresh do not apply to --image cells: a container gets the source only")
         return dict(
-            names=names_to_send(cell, self.shell.user_ns, push=args.push, no_push=args.no_push),
-            session=self.session, fresh=args.fresh, data=args.data, where=args.where,
+            names=None if container else names_to_send(cell, self.shell.user_ns, push=args.push,
+                                                       no_push=args.no_push),
+            session=None if container else self.session, fresh=args.fresh, data=args.data, where=args.where,
             gpus=args.gpus or 0, sites=args.sites, all=args.all,
             timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
             retries=args.retries if args.retries is not None else self.defaults["retries"],
+            **container,
         )
 
     def _start_detached(self, fleet: Fleet, cell: str, options: dict, live: LiveOutput, out: str | None):
@@ -203,12 +258,12 @@ class EdgeMagics(Magics):
         print(f"edge job {job.id} started at {len(job.executions)} site(s); "
               f"`%edge show {job.id}` replays it when done")
 
-    def _run_blocking(self, fleet: Fleet, cell: str, options: dict, live: LiveOutput, out: str | None):
+    def _run_blocking(self, fleet: Fleet, run, live: LiveOutput, out: str | None):
+        """``run(on_start)`` runs the job and returns its JobResult; show it as it goes."""
         started = time.monotonic()
         progress = []
         try:
-            result = fleet.run_cell(cell, on_output=live, on_start=lambda job: progress.append(Progress(job)),
-                                    **options)
+            result = run(lambda job: progress.append(Progress(job)))
         except JobInterrupted as interrupted:
             self._interrupted(interrupted.result, live, time.monotonic() - started, out)
             raise

@@ -20,6 +20,8 @@ from tornado.ioloop import PeriodicCallback
 
 from .. import config
 from ..catalog import DatasetShard, Site
+from ..placement import EXECUTOR_LABEL
+from .containers import ContainerEngine
 from .dataset import DatasetDeclaration, scan
 from .gpu import GPUInventory, GPUState, discover_gpus
 from .runner import RunnerPool
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 #: Labels under this prefix are set by the site itself (capabilities), never by ``--label``.
 RESERVED_PREFIX = "edge."
+
 #: Event topics: sites report themselves and their executions to the scheduler plugin.
 SITE_TOPIC = "edge-site"
 EXECUTION_TOPIC = "edge-execution"
@@ -74,8 +77,13 @@ class EdgeSitePlugin(WorkerPlugin):
 
     def __init__(self, labels: dict[str, str] | None = None,
                  datasets: list[DatasetDeclaration] | tuple = (),
-                 gpus: str | int | GPUInventory | None = None, storage_options: dict | None = None):
+                 gpus: str | int | GPUInventory | None = None, storage_options: dict | None = None,
+                 docker: str | bool | None = None):
         self.labels = check_labels(labels or {})
+        # ``docker``: run container executions through this engine (True: $DOCKER_HOST).
+        self.docker = docker
+        self.containers: ContainerEngine | None = None
+        self.container_info: dict | None = None
         names = [d.name for d in datasets]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -107,6 +115,8 @@ class EdgeSitePlugin(WorkerPlugin):
         env = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus.count else {}
         self.pool = RunnerPool(worker.state.nthreads, env=env)
         self.pool.start()
+        if self.docker:
+            await asyncio.to_thread(self._start_containers, str(worker.name))
         await self.rescan(report=False)
         # Plugins given to a Worker are set up before it registers: report
         # once the stream to the scheduler is open.
@@ -125,6 +135,17 @@ class EdgeSitePlugin(WorkerPlugin):
                 callback.stop()
         if self.pool is not None:
             self.pool.close()
+        if self.containers is not None:
+            # Whatever is still running goes with the site: no container outlives it.
+            await asyncio.to_thread(self.containers.sweep, "still running as the site stopped")
+            self.containers.close()
+
+    def _start_containers(self, site: str) -> None:
+        """Connect to the engine, sweep this site's leftovers, and say so in the labels."""
+        self.containers = ContainerEngine(site, None if self.docker is True else str(self.docker))
+        self.containers.sweep()
+        self.container_info = self.containers.describe()
+        self.labels = {**self.labels, EXECUTOR_LABEL: "docker"}
 
     @property
     def storage_options(self) -> dict:
@@ -150,6 +171,7 @@ class EdgeSitePlugin(WorkerPlugin):
             gpu_state=self.gpus.state.value,
             versions=versions(),
             nthreads=self.worker.state.nthreads,
+            containers=self.container_info,
         )
 
     async def _report_when_connected(self) -> None:
@@ -176,6 +198,13 @@ class EdgeSitePlugin(WorkerPlugin):
             old = self.measurements.get(name, {})
             changed |= any(old.get(k) != v for k, v in measured.items())
             self.measurements[name] = {**measured, "scanned": time.time()}
+        if self.containers is not None:  # images loaded or removed since
+            try:
+                info = await asyncio.to_thread(self.containers.describe)
+            except Exception as e:  # an engine that went away is reported, not fatal
+                info = {**(self.container_info or {}), "error": f"{type(e).__name__}: {e}"}
+            changed |= info != self.container_info
+            self.container_info = info
         if report and changed:
             self.report()
 
@@ -186,8 +215,10 @@ class EdgeSitePlugin(WorkerPlugin):
             return
         execution = key[len(KEY_PREFIX):]
         if finish in ("cancelled", "released", "forgotten") and self.pool is not None:
-            # Dask cancelled a task that is running here: stop its runner for real.
+            # Dask cancelled a task that is running here: stop its runner (or container) for real.
             self.pool.stop(execution, "cancelled")
+            if self.containers is not None:
+                self.containers.stop(execution, "cancelled")
         final = self._final.pop(execution, None)
         if final is not None:
             # Sent on the event loop with the task's own end, so that they share
@@ -224,12 +255,15 @@ class EdgeSitePlugin(WorkerPlugin):
             self.worker.loop.add_callback(self.worker.batched_send, msg)
 
         try:
-            outcome = self.pool.execute(
-                execution, self._runner_request(spec, gpus),
-                on_output=on_output,
-                deadline=spec.get("deadline"),
-                session=None if cell is None or cell.get("fresh") else cell.get("session"),
-            )
+            if "container" in spec:
+                outcome = self._execute_container(spec, gpus, on_output)
+            else:
+                outcome = self.pool.execute(
+                    execution, self._runner_request(spec, gpus),
+                    on_output=on_output,
+                    deadline=spec.get("deadline"),
+                    session=None if cell is None or cell.get("fresh") else cell.get("session"),
+                )
         finally:
             self._active.pop(execution, None)
             self._give_gpus(gpus)
@@ -254,10 +288,23 @@ class EdgeSitePlugin(WorkerPlugin):
         self._final[execution] = ({**final, "job": spec["job"]}, inline)
         return result
 
-    def _runner_request(self, spec: dict, gpus: list[int]) -> dict:
+    def _execute_container(self, spec: dict, gpus: list[int], on_output) -> dict:
+        if self.containers is None:
+            raise RuntimeError(f"site {self.worker.name!r} runs no containers (start it with --docker)")
+        held = [g for g in self.gpus.gpus if g.index in gpus]
+        site = {"name": str(self.worker.name), "labels": self.labels,
+                "gpus": [{"index": g.index, "model": g.model} for g in held]}
+        return self.containers.execute(spec["execution"], spec["job"], spec["container"], self._declared(spec),
+                                       self.storage_options, on_output, spec.get("deadline"), gpus, site)
+
+    def _declared(self, spec: dict) -> DatasetDeclaration | None:
         decl = self.datasets.get(spec["dataset"]) if spec.get("dataset") else None
         if spec.get("dataset") and decl is None:
             raise LookupError(f"site {self.worker.name!r} holds no dataset {spec['dataset']!r}")
+        return decl
+
+    def _runner_request(self, spec: dict, gpus: list[int]) -> dict:
+        decl = self._declared(spec)
         held = [g for g in self.gpus.gpus if g.index in gpus]
         work = {"payload": spec["payload"], "call": spec["call"]} if "payload" in spec else \
             {"cell": {**spec["cell"], "idle_limit": config.seconds("session-idle")},

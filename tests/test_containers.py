@@ -1,0 +1,241 @@
+"""Container executions against a real dockerd started here, with an image built
+locally: cells and commands at two sites with their own datasets mounted
+read-only, no network by default, CPU and memory limits seen from inside,
+timeouts that stop and remove the container, missing images, placement, and no
+container left behind."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from distributed import Client
+from dockerd import IMAGE, Engine, python_rootfs, require_docker
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from jupyter_edge import Fleet, PlacementError
+from jupyter_edge.container_value import ContainerValue
+from jupyter_edge.local import SiteSpec, local_cluster
+from jupyter_edge.magics.display import EdgeCellError
+from jupyter_edge.site.dataset import DatasetDeclaration
+
+pytestmark = pytest.mark.timeout(300)
+
+DOCKER_SITES = ["berlin", "paris"]
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory):
+    require_docker()
+    tarball = python_rootfs()
+    engine = Engine(tmp_path_factory.mktemp("dockerd"))
+    try:
+        engine.import_image(tarball, IMAGE)
+        yield engine
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def docker_fleet(engine, tmp_path_factory):
+    """berlin and paris run containers, each with its own sensors shard (and
+    berlin an S3 dataset); tokyo does not."""
+    root = tmp_path_factory.mktemp("container-sites")
+    sites = []
+    for name in DOCKER_SITES:
+        folder = root / name / "sensors"
+        folder.mkdir(parents=True)
+        (folder / f"{name}.csv").write_text(f"site,value\n{name},1\n")
+        datasets = [DatasetDeclaration("sensors", str(folder), name)]
+        if name == "berlin":
+            datasets.append(DatasetDeclaration("archive", "s3://edge-archive/berlin/", name))
+        sites.append(SiteSpec(name, {"region": "eu"}, datasets=datasets, docker=engine.url))
+    sites.append(SiteSpec("tokyo", {"region": "ap"}))
+    cluster = local_cluster(sites)
+    fleet = Fleet(Client(cluster, set_as_default=False))
+    fleet.wait_for_sites(len(sites), timeout=60)
+    fleet.edge_root = root
+    yield fleet
+    fleet.close()
+    cluster.close()
+    assert engine.containers() == [], "containers were left behind after the fleet stopped"
+
+
+def wait_no_containers(engine, timeout: float = 30, **labels) -> None:
+    deadline = time.monotonic() + timeout
+    while engine.containers(**labels):
+        assert time.monotonic() < deadline, f"containers still there after {timeout}s: {engine.containers(**labels)}"
+        time.sleep(0.2)
+
+
+def test_the_runner_uses_only_the_standard_library():
+    from jupyter_edge.site import containers
+
+    tree = ast.parse(open(containers.RUNNER_SOURCE).read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported and imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_sites_report_their_engine_and_the_reserved_label(docker_fleet):
+    catalog = docker_fleet.catalog(fresh=True)
+    for name in DOCKER_SITES:
+        site = catalog.sites[name]
+        assert site.labels["edge.executor"] == "docker"
+        assert site.containers["engine"] == "docker" and IMAGE in site.containers["images"]
+    assert "edge.executor" not in catalog.sites["tokyo"].labels and catalog.sites["tokyo"].containers is None
+
+
+def test_container_work_goes_only_where_containers_run(docker_fleet):
+    with pytest.raises(PlacementError, match="tokyo.*runs no docker containers"):
+        docker_fleet.run_cell("1", image=IMAGE, sites=["tokyo"])
+    result = docker_fleet.run_cell("site.name", image=IMAGE, all=True, timeout=120)
+    assert dict(result) == {"berlin": "berlin", "paris": "paris"}
+
+
+def test_a_cell_reads_its_own_shard_mounted_read_only(docker_fleet):
+    source = ("import os\n"
+              "print('at', os.environ['EDGE_DATASET_PATH'])\n"
+              "{'files': dataset.files(), 'path': dataset.path, 'rows': open(dataset.path + '/' + dataset.files()[0]).read()}")
+    result = docker_fleet.run_cell(source, data="sensors", image=IMAGE, timeout=120)
+    assert result.ok, result.errors
+    for name in DOCKER_SITES:
+        assert result[name] == {"files": [f"{name}.csv"], "path": "/data/sensors",
+                                "rows": f"site,value\n{name},1\n"}
+        assert result.outputs[name] == [{"name": "stdout", "text": "at /data/sensors\n"}]
+
+    written = docker_fleet.run_cell("open(dataset.path + '/new.csv', 'w').write('x')", data="sensors",
+                                    image=IMAGE, timeout=120)
+    for name in DOCKER_SITES:
+        assert "Read-only file system" in written.errors[name].args[2], written.errors[name]
+        assert sorted(os.listdir(docker_fleet.edge_root / name / "sensors")) == [f"{name}.csv"]
+
+
+def test_values_that_are_not_json_come_back_as_their_display_forms(docker_fleet):
+    source = ("class Table:\n"
+              "    def __repr__(self): return 'Table(2 rows)'\n"
+              "    def _repr_html_(self): return '<table><tr><td>2 rows</td></tr></table>'\n"
+              "Table()")
+    result = docker_fleet.run_cell(source, sites=["berlin"], image=IMAGE, timeout=120)
+    value = result["berlin"]
+    assert isinstance(value, ContainerValue) and repr(value) == "Table(2 rows)"
+    assert value._repr_html_() == "<table><tr><td>2 rows</td></tr></table>"
+    failed = docker_fleet.run_cell("1 / 0", sites=["berlin"], image=IMAGE, timeout=120)
+    error = failed.errors["berlin"].args[2]
+    assert "ZeroDivisionError" in error and 'File "<edge-cell>", line 1' in error and "container_runner" not in error
+
+
+def test_a_command_streams_its_output_and_its_exit_code_is_the_result(docker_fleet):
+    ok = docker_fleet.run_command(["sh", "-c", 'ls "$EDGE_DATASET_PATH"; echo warn >&2'], data="sensors",
+                                  image=IMAGE, timeout=120)
+    assert dict(ok) == {"berlin": 0, "paris": 0}
+    for name in DOCKER_SITES:
+        assert {"name": "stdout", "text": f"{name}.csv\n"} in ok.outputs[name]
+        assert {"name": "stderr", "text": "warn\n"} in ok.outputs[name]
+    failed = docker_fleet.run_command(["sh", "-c", "exit 3"], sites=["paris"], image=IMAGE, timeout=120)
+    assert failed.executions["paris"].state == "failed"
+    assert "exited with code 3" in failed.errors["paris"].args[2]
+
+
+def test_no_network_unless_asked(docker_fleet):
+    interfaces = "import os\nsorted(os.listdir('/sys/class/net'))"
+    closed = docker_fleet.run_cell(interfaces, sites=["berlin"], image=IMAGE, timeout=120)
+    assert closed["berlin"] == ["lo"]
+    opened = docker_fleet.run_cell(interfaces, sites=["berlin"], image=IMAGE, network="host", timeout=120)
+    assert len(opened["berlin"]) > 1, opened["berlin"]
+
+
+def test_cpu_and_memory_limits_apply_inside(docker_fleet):
+    source = ("import os\n"
+              "def read(*paths):\n"
+              "    for p in paths:\n"
+              "        if os.path.exists(p): return open(p).read().split()\n"
+              "cpu = read('/sys/fs/cgroup/cpu.max') or read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') + "
+              "read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')\n"
+              "mem = read('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')\n"
+              "(int(cpu[0]) / int(cpu[1]), int(mem[0]))")
+    result = docker_fleet.run_cell(source, sites=["paris"], image=IMAGE, cpus=0.5, memory="96MiB", timeout=120)
+    assert result["paris"] == [0.5, 96 * 2**20], result["paris"]
+
+
+def test_a_timeout_stops_and_removes_the_container(docker_fleet, engine):
+    result = docker_fleet.run_cell("import time\ntime.sleep(120)", sites=["berlin"], image=IMAGE, timeout=3)
+    assert result.executions["berlin"].state == "timed-out"
+    wait_no_containers(engine, timeout=30, **{"jupyter-edge.job": result.job})
+
+
+def test_a_missing_image_fails_that_execution_clearly(docker_fleet):
+    result = docker_fleet.run_cell("1", sites=["berlin"], image="edge-missing:9", timeout=120)
+    message = result.errors["berlin"].args[2]
+    assert "image 'edge-missing:9' is not at site berlin" in message and IMAGE in message and "--pull" in message
+    pulled = docker_fleet.run_cell("1", sites=["berlin"], image="edge-missing:9", pull=True, timeout=120)
+    assert "pulling it failed" in pulled.errors["berlin"].args[2]  # no registry is reachable here
+
+
+def test_an_s3_dataset_is_not_mounted(docker_fleet):
+    result = docker_fleet.run_cell("1", data="archive", image=IMAGE, timeout=120)
+    message = result.errors["berlin"].args[2]
+    assert "cannot be mounted into a container: add --network" in message
+
+
+def test_bad_container_options_fail_before_anything_is_sent(docker_fleet):
+    for options, expected in (({"cpus": 0}, "cpus must be"), ({"memory": "lots"}, "memory must be"),
+                              ({"memory": 1024}, "at least 6 MiB")):
+        with pytest.raises(ValueError, match=expected):
+            docker_fleet.run_cell("1", sites=["berlin"], image=IMAGE, **options)
+    with pytest.raises(ValueError, match="apply only to containers"):
+        docker_fleet.run_cell("1", sites=["berlin"], cpus=1)
+    with pytest.raises(ValueError, match="command must be"):
+        docker_fleet.run_command("ls -l", sites=["berlin"], image=IMAGE)
+
+
+def test_the_magics_run_cells_and_commands_in_containers(docker_fleet, ipshell):
+    ip = ipshell
+    ip.run_line_magic("load_ext", "jupyter_edge")
+    with capture_output():
+        ip.run_line_magic("edge", f"connect {docker_fleet.address}")
+    try:
+        with capture_output() as out:
+            ip.run_cell_magic("edge", f"--data sensors --image {IMAGE} -o res", "print(len(dataset.files()))\n7")
+        assert "[stdout:berlin] 1" in out.stdout and "[stdout:paris] 1" in out.stdout, out.stdout
+        assert dict(ip.user_ns["res"]) == {"berlin": 7, "paris": 7}
+        with capture_output() as out:
+            ip.run_line_magic("edge", f"run --data sensors --image {IMAGE} -o codes -- sh -c 'ls $EDGE_DATASET_PATH'")
+        assert "[stdout:berlin] berlin.csv" in out.stdout and "[stdout:paris] paris.csv" in out.stdout, out.stdout
+        assert dict(ip.user_ns["codes"]) == {"berlin": 0, "paris": 0}
+        with capture_output(), pytest.raises(EdgeCellError, match="paris"):
+            ip.run_line_magic("edge", f"run --sites paris --image {IMAGE} -- false")
+        with pytest.raises(UsageError, match="apply only to containers: add --image"):
+            ip.run_cell_magic("edge", "--sites berlin --cpus 1", "1")
+        with pytest.raises(UsageError, match="needs the command after --"):
+            ip.run_line_magic("edge", f"run --sites berlin --image {IMAGE} ls")
+    finally:
+        ip.run_line_magic("edge", "disconnect")
+
+
+def test_a_site_sweeps_its_own_leftovers_at_start(engine, tmp_path):
+    engine.client.containers.create(IMAGE, ["sleep", "600"], labels={"jupyter-edge.site": "lyon"})
+    engine.client.containers.create(IMAGE, ["true"], labels={"jupyter-edge.site": "someone-else"})
+    cluster = local_cluster([SiteSpec("lyon", docker=engine.url)])
+    try:
+        with Fleet(Client(cluster, set_as_default=False)) as fleet:
+            fleet.wait_for_sites(1, timeout=60)
+            assert engine.containers(**{"jupyter-edge.site": "lyon"}) == []
+            assert len(engine.containers(**{"jupyter-edge.site": "someone-else"})) == 1, "another site's were kept"
+    finally:
+        cluster.close()
+        for container in engine.containers(**{"jupyter-edge.site": "someone-else"}):
+            container.remove(force=True)
+
+
+def test_a_worker_without_an_engine_says_so(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x",
+                           "--docker", f"unix://{tmp_path}/no.sock"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no container engine at unix://" in done.stderr, done.stderr
