@@ -108,7 +108,7 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
             engine = ContainerEngine(name, None if docker is True else docker)
             click.echo(f"site {name}: containers through docker {engine.version}", err=True)
             engine.close()
-        except (ContainerError, ImportError) as e:
+        except ContainerError as e:
             raise click.ClickException(str(e)) from None
     if nthreads < 1:
         raise click.UsageError("--nthreads must be at least 1")

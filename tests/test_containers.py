@@ -13,6 +13,14 @@ import sys
 import time
 
 import pytest
+from browser import (  # the two fixtures replace pytest-jupyter's for this module
+    Lab,
+    jp_asyncio_loop,  # noqa: F401
+    jp_server_cleanup,  # noqa: F401
+    launch_chromium,
+    open_lab,
+    require_browser,
+)
 from distributed import Client
 from dockerd import IMAGE, Engine, python_rootfs, require_docker
 from IPython.core.error import UsageError
@@ -171,6 +179,18 @@ def test_a_timeout_stops_and_removes_the_container(docker_fleet, engine):
     wait_no_containers(engine, timeout=30, **{"jupyter-edge.job": result.job})
 
 
+def test_a_cancel_stops_and_removes_the_container(docker_fleet, engine):
+    job = docker_fleet.submit_command(["sleep", "120"], sites=["paris"], image=IMAGE, timeout=120)
+    deadline = time.monotonic() + 60
+    while not engine.containers(**{"jupyter-edge.job": job.id}):
+        assert time.monotonic() < deadline, "the container never started"
+        time.sleep(0.1)
+    job.cancel()
+    assert job.wait(30), "the job did not end after its cancel"
+    assert job.executions[0].state == "cancelled"
+    wait_no_containers(engine, timeout=30, **{"jupyter-edge.job": job.id})
+
+
 def test_a_missing_image_fails_that_execution_clearly(docker_fleet):
     result = docker_fleet.run_cell("1", sites=["berlin"], image="edge-missing:9", timeout=120)
     message = result.errors["berlin"].args[2]
@@ -218,6 +238,29 @@ def test_the_magics_run_cells_and_commands_in_containers(docker_fleet, ipshell):
             ip.run_line_magic("edge", f"run --sites berlin --image {IMAGE} ls")
     finally:
         ip.run_line_magic("edge", "disconnect")
+
+
+def test_the_sidebar_shows_which_sites_run_containers(docker_fleet, tmp_path):
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    lab = Lab(tmp_path / "lab", docker_fleet.address)
+    try:
+        with sync_playwright() as playwright:
+            context = launch_chromium(playwright, tmp_path / "profile")
+            try:
+                page = open_lab(context, lab)
+                page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 3")
+                for name in DOCKER_SITES:
+                    badge = page.locator(f".jp-EdgeSite[data-site='{name}'] .jp-EdgeBadge-containers")
+                    assert badge.inner_text().startswith("containers: docker"), badge.inner_text()
+                assert page.locator(".jp-EdgeSite[data-site='tokyo'] .jp-EdgeBadge-containers").count() == 0
+                page.locator(".jp-EdgeSites-filter input").fill("containers")
+                page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 2")
+            finally:
+                context.close()
+    finally:
+        lab.close()
 
 
 def test_a_site_sweeps_its_own_leftovers_at_start(engine, tmp_path):

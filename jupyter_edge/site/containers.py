@@ -53,8 +53,11 @@ class ContainerEngine:
     """A site's engine: what it reports, and the executions it runs."""
 
     def __init__(self, site: str, url: str | None = None):
-        import docker
-
+        try:
+            import docker
+        except ImportError:
+            raise ContainerError("containers need the docker package at the site: "
+                                 "pip install 'jupyter-edge[docker]'") from None
         self.site = site
         self.url = url
         try:

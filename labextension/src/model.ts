@@ -37,6 +37,14 @@ export interface IGPU {
   memoryUsed: number | null;
 }
 
+/** A site's container engine, when it was started with `--docker`. */
+export interface IContainerEngine {
+  engine: string;
+  version: string;
+  images: string[];
+  error: string | null;
+}
+
 export interface ISite {
   name: string;
   address: string;
@@ -48,6 +56,7 @@ export interface ISite {
   versions: Record<string, string>;
   running: number;
   lastSeen: number | null;
+  containers: IContainerEngine | null;
 }
 
 export interface IFleet {
@@ -197,7 +206,20 @@ export function parseSite(value: unknown): ISite {
     gpuState: str(value.gpu_state, 'none'),
     versions: strings(value.versions),
     running: num(value.running) ?? 0,
-    lastSeen: num(value.last_seen)
+    lastSeen: num(value.last_seen),
+    containers: parseContainers(value.containers)
+  };
+}
+
+function parseContainers(value: unknown): IContainerEngine | null {
+  if (!isObject(value)) {
+    return null;
+  }
+  return {
+    engine: str(value.engine, 'docker'),
+    version: str(value.version, '?'),
+    images: Array.isArray(value.images) ? value.images.filter((i): i is string => typeof i === 'string') : [],
+    error: strOrNull(value.error)
   };
 }
 
@@ -294,8 +316,8 @@ export function groupSites(sites: ISite[], key: string | null): ISiteGroup[] {
 
 /**
  * Sites matching every word of a filter. A word matches a site's name, a
- * dataset it holds, a label (`key=value`, `key` or `value`), its state, or a
- * GPU model; `gpu` matches sites with GPUs.
+ * dataset it holds, a label (`key=value`, `key` or `value`), its state, a GPU
+ * model or a container image; `gpu` and `containers` match sites with them.
  */
 export function filterSites(sites: ISite[], text: string): ISite[] {
   const words = text.toLowerCase().split(/\s+/).filter(w => w !== '');
@@ -319,6 +341,9 @@ function siteTerms(site: ISite): string[] {
     }
     if (site.gpus.length > 0) {
       terms.push('gpu', ...site.gpus.map(g => g.model));
+    }
+    if (site.containers) {
+      terms.push('containers', site.containers.engine, ...site.containers.images);
     }
     terms = terms.map(t => t.toLowerCase());
     termCache.set(site, terms);

@@ -41,7 +41,10 @@ const ANSWER = {
     site('boston', { region: 'us' }, { archive: shard('archive', 'boston', 50, 's3') }, {
       gpus: [{ index: 0, model: 'A100', memory_total: 80e9, utilization: 40, memory_used: 20e9 }], gpu_state: 'declared'
     }),
-    site('lab', {}, {})
+    site('lab', {}, {}, {
+      labels: { 'edge.executor': 'docker' },
+      containers: { engine: 'docker', version: '20.10.24', images: ['edge-python:3.11', 7] }
+    })
   ]
 };
 
@@ -61,6 +64,14 @@ describe('parseFleet', () => {
     expect(fleet.connection.status).toBe('unreachable');
     expect(fleet.connection.error).toBe('OSError: timed out');
     expect(fleet.sites).toEqual([]);
+  });
+
+  it('reads which sites run containers, and which images they hold', () => {
+    const sites = parseFleet(ANSWER).sites;
+    expect(sites.find(s => s.name === 'lab')!.containers).toEqual({
+      engine: 'docker', version: '20.10.24', images: ['edge-python:3.11'], error: null
+    });
+    expect(sites.find(s => s.name === 'berlin')!.containers).toBeNull();
   });
 
   it('ignores fields it does not know and survives missing optional ones', () => {
@@ -99,7 +110,7 @@ describe('groupSites', () => {
   });
 
   it('lists the label keys to group by', () => {
-    expect(labelKeys(sites)).toEqual(['region', 'tier']);
+    expect(labelKeys(sites)).toEqual(['edge.executor', 'region', 'tier']);
   });
 });
 
@@ -116,6 +127,8 @@ describe('filterSites', () => {
     expect(names('a100')).toEqual(['boston']);
     expect(names('eu factory')).toEqual(['berlin']);
     expect(names('nothing-here')).toEqual([]);
+    expect(names('containers')).toEqual(['lab']);
+    expect(names('edge-python')).toEqual(['lab']);
   });
 
   it('is case-insensitive', () => {

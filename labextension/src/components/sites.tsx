@@ -26,7 +26,7 @@ export function SitesView(props: ISitesProps): JSX.Element {
           className="jp-EdgeSites-filter"
           type="search"
           placeholder="Filter sites"
-          title="Words to match: a name, a dataset, a label (key=value), a state, or gpu"
+          title="Words to match: a name, a dataset, a label (key=value), a state, gpu, or containers"
           aria-label="Filter sites"
           value={filter}
           rightIcon={filterIcon}
@@ -102,6 +102,17 @@ function SiteItem(props: { site: ISite; server: Record<string, string>; now: num
               {shard.dataset} <span className="jp-EdgeBadge-size">{humanBytes(shard.bytes)}</span>
             </span>
           ))}
+        </div>
+      )}
+      {site.containers && (
+        <div className="jp-EdgeSite-containers">
+          <span
+            className={`jp-EdgeBadge jp-EdgeBadge-containers${site.containers.error ? ' jp-mod-error' : ''}`}
+            title={site.containers.error ?? `images: ${site.containers.images.join(', ') || 'none'}`}
+          >
+            {`containers: ${site.containers.engine} ${site.containers.version}`}
+          </span>
+          <span className="jp-EdgeMuted">{` ${site.containers.images.length} image${site.containers.images.length === 1 ? '' : 's'}`}</span>
         </div>
       )}
       {site.gpus.map(gpu => <GPUBar gpu={gpu} key={gpu.index} />)}
