@@ -26,6 +26,27 @@ def main() -> None:
     """Run notebook code where the data lives: a fleet of Dask edge sites."""
 
 
+def tls_options(fn):
+    """Dask's TLS flags, and ``--tls-dir`` for a folder made by ``certs create``."""
+    for option in reversed([
+        click.option("--tls-ca-file", default=None, help="The fleet's CA certificate (PEM)."),
+        click.option("--tls-cert", default=None, help="This process's certificate (PEM)."),
+        click.option("--tls-key", default=None, help="This process's private key (PEM)."),
+        click.option("--tls-dir", default=None,
+                     help="A folder from `jupyter-edge certs create` (ca.pem, cert.pem, key.pem)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _security(tls_ca_file, tls_cert, tls_key, tls_dir):
+    """``distributed.Security`` from the flags (else ``edge.tls.*``), or ``None``."""
+    try:
+        return config.security(tls_dir, tls_ca_file, tls_cert, tls_key)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
 def _liveness_settings() -> dict:
     # Dask's own time-to-live backs up the plugin's finer liveness check.
     return {"distributed.scheduler.worker-ttl": f"{2 * config.seconds('liveness')}s"}
@@ -49,16 +70,21 @@ async def _until_signal_or_finished(server) -> None:
 @click.option("--port", default=8786, show_default=True, type=int, help="Port to listen on (0: any free port).")
 @click.option("--scheduler-file", default=None, help="Write the scheduler's address to this JSON file.")
 @click.option("--dashboard-address", default=None, help="Serve Dask's dashboard here, e.g. :8787 (needs bokeh).")
-def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_address: str | None) -> None:
+@tls_options
+def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_address: str | None,
+              **tls) -> None:
     """Start the fleet's scheduler, with the catalog and job registry."""
     from distributed import Scheduler
 
     from .scheduler import EdgeSchedulerPlugin
 
+    security = _security(**tls)
+
     async def run() -> None:
         with dask.config.set(_liveness_settings()):
             server = Scheduler(host=host or None, port=port, scheduler_file=scheduler_file,
-                               dashboard=dashboard_address is not None,
+                               dashboard=dashboard_address is not None, security=security,
+                               protocol="tls" if security else None,
                                dashboard_address=dashboard_address, plugins=[EdgeSchedulerPlugin()])
             await server
             click.echo(f"jupyter-edge scheduler at {server.address}", err=True)
@@ -81,7 +107,8 @@ def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_addres
 @click.option("--docker", "docker_url", is_flag=False, flag_value="", default=None, metavar="[ENGINE_URL]",
               help="Run container executions (%%edge --image, %edge run) through this Docker-compatible "
                    "engine, e.g. unix:///var/run/docker.sock (alone: $DOCKER_HOST or the default socket).")
-def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host, docker_url) -> None:
+@tls_options
+def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host, docker_url, **tls) -> None:
     """Start an edge site: a Dask worker with labels, datasets and GPUs."""
     from distributed import Worker
 
@@ -112,11 +139,20 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
             raise click.ClickException(str(e)) from None
     if nthreads < 1:
         raise click.UsageError("--nthreads must be at least 1")
+    security = _security(**tls)
+    if address:
+        from .fleet import check_scheme
+
+        try:
+            check_scheme(address, security)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
     click.echo(f"site {name}: GPUs {inventory.state.value} ({inventory.detail or 'none'})", err=True)
 
     async def run() -> None:
         server = Worker(address, scheduler_file=scheduler_file, name=name, nthreads=nthreads,
-                        host=host, dashboard=False, dashboard_address=":0",
+                        host=host, dashboard=False, dashboard_address=":0", security=security,
+                        protocol="tls" if security else None,
                         resources=plugin.resources, plugins={plugin})
         await server
         click.echo(f"site {name} at {server.address} joined {server.scheduler.address}", err=True)
@@ -135,12 +171,14 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
 @click.option("--timeout", default=None, type=float,
               help="Seconds to wait for the scheduler (default: edge.connect-timeout) and for "
                    "--wait-for-sites (default: 60).")
-def status(address, scheduler_file, as_json, wait_for, timeout) -> None:
+@tls_options
+def status(address, scheduler_file, as_json, wait_for, timeout, **tls) -> None:
     """Show the fleet's sites and datasets."""
     from .fleet import Fleet
 
+    security = _security(**tls)
     try:
-        fleet = Fleet.connect(address, scheduler_file=scheduler_file, timeout=timeout)
+        fleet = Fleet.connect(address, scheduler_file=scheduler_file, timeout=timeout, security=security)
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     with fleet:
@@ -168,17 +206,29 @@ def status(address, scheduler_file, as_json, wait_for, timeout) -> None:
 @click.option("--scheduler-file", default=None, help="Write the scheduler's address to this JSON file.")
 @click.option("--lab", is_flag=True, help="Also start JupyterLab pointed at the fleet.")
 @click.option("--no-s3", is_flag=True, help="Leave out the S3 dataset even when moto is installed.")
-def demo(count, data_dir, port, scheduler_file, lab, no_s3) -> None:
+@click.option("--tls", "use_tls", is_flag=True,
+              help="Run it all over TLS, with certificates made under DATA_DIR/tls (a client one: client-notebook).")
+def demo(count, data_dir, port, scheduler_file, lab, no_s3, use_tls) -> None:
     """A whole local fleet with sample data, on 127.0.0.1, until Ctrl-C."""
-    from .demo import demo_cluster
+    import tempfile
+
+    from .demo import demo_certificates, demo_cluster
+
+    data_dir = data_dir or os.path.join(tempfile.gettempdir(), "jupyter-edge-demo")
+    tls = demo_certificates(data_dir, count) if use_tls else None
+    # The demo process is the scheduler and every site; one certificate serves them here.
+    security = config.security(tls["scheduler"]) if tls else None
 
     async def run() -> None:
         cluster = await demo_cluster(sites=count, data_dir=data_dir, port=port, s3=False if no_s3 else None,
-                                     scheduler_file=scheduler_file, asynchronous=True)
+                                     scheduler_file=scheduler_file, asynchronous=True, security=security)
         address = cluster.scheduler_address
         click.echo(f"jupyter-edge demo: {count} sites at {address}, data in {cluster.edge_data_dir}")
         click.echo(f"  connect: Fleet.connect({address!r})   or   export {config.SCHEDULER_ENV}={address}")
-        lab_process = _start_lab(address) if lab else None
+        if tls:
+            click.echo(f"  over TLS: Fleet.connect({address!r}, tls_dir={tls['client']!r}), "
+                       f"or export DASK_EDGE__TLS__DIR={tls['client']}")
+        lab_process = _start_lab(address, tls["client"] if tls else None) if lab else None
         try:
             await _until_signal_or_finished(cluster.scheduler)
         finally:
@@ -194,8 +244,33 @@ def demo(count, data_dir, port, scheduler_file, lab, no_s3) -> None:
         asyncio.run(run())
 
 
-def _start_lab(address: str) -> subprocess.Popen:
+@main.group()
+def certs() -> None:
+    """A fleet's own certificate authority and certificates (for --tls-dir)."""
+
+
+@certs.command("create")
+@click.argument("folder")
+@click.option("--site", "sites", multiple=True, metavar="NAME", help="A certificate for this site (repeatable).")
+@click.option("--client", "clients", multiple=True, metavar="NAME",
+              help="A certificate for this person or service (repeatable); its name is who their jobs belong to.")
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="A name or IP the scheduler and sites answer to (default: 127.0.0.1, localhost).")
+def certs_create(folder, sites, clients, hosts) -> None:
+    """Make FOLDER/ca (reused if there) and a --tls-dir folder per identity."""
+    from . import certs as fleet_certs
+
+    made = fleet_certs.create(folder, sites=list(sites), clients=list(clients),
+                              hosts=list(hosts) or ["127.0.0.1", "localhost"])
+    click.echo(f"CA: {os.path.join(folder, fleet_certs.CA_DIR)} (keep ca-key.pem offline)")
+    for identity, path in made.items():
+        click.echo(f"  {identity:<20} --tls-dir {path}")
+
+
+def _start_lab(address: str, tls_dir: str | None = None) -> subprocess.Popen:
     env = {**os.environ, config.SCHEDULER_ENV: address}
+    if tls_dir:  # the server extension and the kernels connect with the client certificate
+        env["DASK_EDGE__TLS__DIR"] = tls_dir
     args = [sys.executable, "-m", "jupyterlab", "--no-browser"]
     if os.geteuid() == 0:
         args.append("--allow-root")

@@ -118,10 +118,11 @@ class DemoS3:
 
 
 def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3: bool | None = None,
-                 scheduler_file: str | None = None, asynchronous: bool = False):
+                 scheduler_file: str | None = None, asynchronous: bool = False, security=None):
     """A SpecCluster of demo sites with sample data, all in this process.
 
-    ``s3=None`` adds the S3 dataset when moto is installed.
+    ``s3=None`` adds the S3 dataset when moto is installed; ``security`` (a
+    ``distributed.Security``) runs it all over TLS.
     """
     planned = plan_sites(sites)
     data_dir = data_dir or os.path.join(tempfile.gettempdir(), "jupyter-edge-demo")
@@ -139,10 +140,23 @@ def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3:
         s3_server.fill(planned)
     cluster = local_cluster(planned, port=port, scheduler_file=scheduler_file, asynchronous=asynchronous,
                             storage_options=s3_server.storage_options if s3_server else None,
-                            name="jupyter-edge demo")
+                            name="jupyter-edge demo", security=security)
     cluster.edge_s3 = s3_server
     cluster.edge_data_dir = data_dir
     return cluster
+
+
+def demo_certificates(data_dir: str, sites: int) -> dict:
+    """Certificates for a TLS demo under ``data_dir/tls`` (made once, then reused):
+    the scheduler, each site, and a client called ``notebook``."""
+    from . import certs
+
+    root = os.path.join(data_dir, "tls")
+    names = [s.name for s in plan_sites(sites)]
+    if not os.path.exists(os.path.join(root, "client-notebook", "key.pem")):
+        certs.create(root, sites=names, clients=["notebook"])
+    return {"root": root, "scheduler": os.path.join(root, "scheduler"),
+            "client": os.path.join(root, "client-notebook")}
 
 
 def close_demo(cluster) -> None:

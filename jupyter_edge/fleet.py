@@ -6,7 +6,6 @@ thin layer over this module.
 
 from __future__ import annotations
 
-import getpass
 import inspect
 import logging
 import shlex
@@ -46,6 +45,7 @@ class Fleet:
         self.client = client
         self.cluster = cluster  # an embedded fleet this object owns (Fleet.demo)
         self.address = client.scheduler.address
+        self.identity = _identity(client)  # who this Fleet acts for: jobs' owner, cancels' caller
         self._cached: Catalog | None = None  # for placement; dropped when the fleet announces a change
         self._cached_at = 0.0
         self._lock = threading.Lock()
@@ -57,18 +57,34 @@ class Fleet:
 
     @classmethod
     def connect(cls, address: str | None = None, *, scheduler_file: str | None = None,
-                timeout: float | str | None = None, security=None) -> Fleet:
+                timeout: float | str | None = None, security=None, tls_dir: str | None = None) -> Fleet:
         """Connect to the fleet at ``address``; without one, ``$JUPYTER_EDGE_SCHEDULER``,
-        then ``edge.scheduler-address``."""
+        then ``edge.scheduler-address``.
+
+        TLS: ``tls_dir`` (a folder made by ``jupyter-edge certs create``), a
+        ``distributed.Security``, or ``edge.tls.*``; with it the address is
+        ``tls://`` and the certificate's common name is who this client is.
+        """
         address = config.scheduler_address(address) if scheduler_file is None else address
         if address is None and scheduler_file is None:
             raise ValueError(
                 "no fleet to connect to: pass an address (tcp://host:8786) or scheduler_file, "
                 f"set ${config.SCHEDULER_ENV} or edge.scheduler-address, or use Fleet.demo()"
             )
+        if security is None:
+            security = config.security(tls_dir)
+        if address is not None:
+            check_scheme(address, security)
         timeout = timeout if timeout is not None else config.get("connect-timeout")
-        client = Client(address, scheduler_file=scheduler_file, timeout=timeout, security=security,
-                        set_as_default=False)
+        try:
+            client = Client(address, scheduler_file=scheduler_file, timeout=timeout, security=security,
+                            set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            if security is not None:
+                raise OSError(f"could not connect to {address or scheduler_file} over TLS: {e} (is this "
+                              "certificate signed by the fleet's CA, and is the scheduler started with TLS?)"
+                              ) from None
+            raise
         try:
             return cls(client)
         except BaseException:
@@ -202,12 +218,16 @@ class Fleet:
             raise KeyError(f"no job {job_id!r} in the fleet's registry")
         return JobRecord.from_dict(found)
 
-    def cancel_job(self, job_id: str, by: str | None = None) -> list[str]:
-        """Cancel any job of the fleet (one this process did not start, too);
-        returns the executions it stopped. ``KeyError`` if there is no such job."""
-        found = self._call("edge_cancel", job=job_id, by=by or getpass.getuser())
+    def cancel_job(self, job_id: str) -> list[str]:
+        """Cancel a job of yours (one this process did not start, too); returns
+        the executions it stopped. ``KeyError`` if there is no such job,
+        ``PermissionError`` if it is someone else's (over TLS, the certificates
+        say who is who)."""
+        found = self._call("edge_cancel", job=job_id, by=self.identity)
         if found is None:
             raise KeyError(f"no job {job_id!r} in the fleet's registry")
+        if found.get("refused"):
+            raise PermissionError(found["refused"])
         return list(found["cancelled"])
 
     # --- running work --------------------------------------------------------
@@ -344,7 +364,7 @@ class Fleet:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
         placement = self._place(request)
-        job = Job(self, request, work, timeout=timeout, retries=retries, source=source, owner=getpass.getuser(),
+        job = Job(self, request, work, timeout=timeout, retries=retries, source=source, owner=self.identity,
                   on_output=on_output)
         job.start(placement, supervise_in_thread=supervise_in_thread)
         return job
@@ -371,6 +391,31 @@ def _supervise_here(job: Job) -> JobResult:
     except KeyboardInterrupt:
         raise JobInterrupted(job.result()) from None
     return job.result()
+
+
+def _identity(client: Client) -> str:
+    """The certificate's common name over TLS, else ``edge.owner`` /
+    ``$JUPYTERHUB_USER`` / the operating system's user."""
+    cert = getattr(client.security, "tls_client_cert", None) if client.security else None
+    if cert:
+        from .certs import common_name
+
+        with open(cert, "rb") as f:
+            name = common_name(f.read())
+        if name:
+            return name
+    return config.owner_name()
+
+
+def check_scheme(address: str, security) -> None:
+    """TLS and the address must agree: a clear message instead of a handshake that hangs."""
+    tls = security is not None and getattr(security, "require_encryption", False)
+    if tls and not address.startswith("tls://"):
+        raise ValueError(f"TLS is on (a certificate was given), so the scheduler's address must be tls://..., "
+                         f"not {address!r}: a plain tcp:// peer is refused")
+    if not tls and address.startswith("tls://"):
+        raise ValueError(f"{address} speaks TLS: give a certificate (tls_dir=, --tls-dir, or edge.tls.*) "
+                         "made by the fleet's `jupyter-edge certs create`")
 
 
 def _container_work(image: str, cell: str | None = None, command: list[str] | None = None,

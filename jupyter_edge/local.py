@@ -25,7 +25,7 @@ class SiteSpec:
     docker: str | bool | None = None  # run container executions through this engine (True: $DOCKER_HOST)
 
 
-def site_worker_spec(site: SiteSpec, storage_options: dict | None = None) -> dict:
+def site_worker_spec(site: SiteSpec, storage_options: dict | None = None, security=None) -> dict:
     """The SpecCluster entry that starts ``site`` (also for adding one later)."""
     from distributed import Worker
 
@@ -33,26 +33,29 @@ def site_worker_spec(site: SiteSpec, storage_options: dict | None = None) -> dic
 
     plugin = EdgeSitePlugin(labels=site.labels, datasets=site.datasets, gpus=site.gpus or None,
                             storage_options=storage_options, docker=site.docker)
-    return {"cls": Worker, "options": {
-        "name": site.name, "nthreads": site.nthreads, "host": "127.0.0.1", "dashboard": False,
-        "dashboard_address": ":0",
-        "resources": plugin.resources, "plugins": {plugin},
-    }}
+    options = {"name": site.name, "nthreads": site.nthreads, "host": "127.0.0.1", "dashboard": False,
+               "dashboard_address": ":0", "resources": plugin.resources, "plugins": {plugin}}
+    if security is not None:
+        options.update(security=security, protocol="tls")
+    return {"cls": Worker, "options": options}
 
 
 def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str | None = None,
                   asynchronous: bool = False, storage_options: dict | None = None,
-                  name: str = "jupyter-edge fleet", scheduler_plugin: bool = True):
+                  name: str = "jupyter-edge fleet", scheduler_plugin: bool = True, security=None):
     """A ``SpecCluster`` with the edge scheduler plugin (unless told not to:
     a Fleet installs it on first contact) and one worker per site."""
     from distributed import Scheduler, SpecCluster
 
     from .scheduler import EdgeSchedulerPlugin
 
-    workers = {site.name: site_worker_spec(site, storage_options) for site in sites}
+    workers = {site.name: site_worker_spec(site, storage_options, security) for site in sites}
     scheduler = {"cls": Scheduler, "options": {
         "host": "127.0.0.1", "port": port, "dashboard": False, "dashboard_address": ":0",
         "scheduler_file": scheduler_file,
         "plugins": [EdgeSchedulerPlugin()] if scheduler_plugin else [],
     }}
-    return SpecCluster(workers=workers, scheduler=scheduler, asynchronous=asynchronous, name=name)
+    if security is not None:  # TLS between every part: the scheduler, the sites, this process's client
+        scheduler["options"].update(security=security, protocol="tls")
+    return SpecCluster(workers=workers, scheduler=scheduler, asynchronous=asynchronous, name=name,
+                       security=security)

@@ -57,7 +57,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             "edge_catalog": self.handle_catalog,
             "edge_jobs": self.handle_jobs,
             "edge_job": self.handle_job,
-            "edge_cancel": self.handle_cancel,
+            "edge_cancel": self.handle_cancel_request,
         })
         # Sites that reported before this plugin was installed are not forgotten.
         for _, msg in scheduler.get_events(SITE_TOPIC):
@@ -85,14 +85,20 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                                                "ended": execution.ended})
 
     def update_graph(self, scheduler, *, client=None, annotations=None, **kwargs) -> None:
-        """Register the executions whose tasks just arrived (see ``ANNOTATION``)."""
+        """Register the executions whose tasks just arrived (see ``ANNOTATION``).
+        Over TLS a job's owner is its client's certificate, whatever it claims."""
+        verified = self._client_identity(client)
         for carried in ((annotations or {}).get(ANNOTATION) or {}).values():
             self.owners[carried["job"]["id"]] = client
             header = carried["job"]
             record = self.jobs.get(header["id"])
             if record is None:
-                record = JobRecord(header["id"], header["source"], header["request"], header["owner"],
-                                   header["created"])
+                owner = verified or header["owner"]
+                record = JobRecord(header["id"], header["source"], header["request"], owner, header["created"])
+                if verified and header["owner"] != verified:
+                    self.scheduler.loop.add_callback(
+                        self.handle_cancel, header["id"], verified,
+                        f"refused: the job claims owner {header['owner']!r}, its certificate says {verified!r}")
                 self.jobs[record.id] = record
                 self._forget_old_jobs()
             ex = Execution.from_dict(carried["execution"])
@@ -226,7 +232,24 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         records = list(self.jobs.values())[::-1]
         return [r.to_dict() for r in records[:limit]]
 
-    def handle_cancel(self, job: str, by: str = "someone") -> dict | None:
+    def _client_identity(self, client) -> str | None:
+        stream = self.scheduler.client_comms.get(client) if client is not None else None
+        return peer_identity(getattr(stream, "comm", None))
+
+    def handle_cancel_request(self, comm, job: str, by: str = "someone") -> dict | None:
+        """``edge_cancel``: only the job's owner may cancel it, the caller's
+        certificate saying who that is over TLS, else the caller itself
+        (``by``). Anyone else gets ``{"refused": why}``."""
+        record = self.jobs.get(job)
+        if record is None:
+            return None
+        caller = peer_identity(comm) or by
+        if caller != record.owner:
+            return {"job": record.to_dict(), "cancelled": [],
+                    "refused": f"job {job} belongs to {record.owner}; {caller} may not cancel it"}
+        return self.handle_cancel(job, caller)
+
+    def handle_cancel(self, job: str, by: str = "someone", reason: str | None = None) -> dict | None:
         """Cancel a job's unfinished executions on behalf of its client (the
         sidebar is not that client): the client's futures end ``cancelled``
         and the sites stop the work. ``None`` when there is no such job."""
@@ -235,15 +258,26 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             return None
         unfinished = [ex for ex in record.executions if not ex.finished]
         for ex in unfinished:
-            ex.apply({"state": State.CANCELLED, "ended": time.time(), "error": f"cancelled by {by}"})
+            ex.apply({"state": State.CANCELLED, "ended": time.time(), "error": reason or f"cancelled by {by}"})
             self.executions.pop(ex.id, None)
         owner = self.owners.get(job)
         keys = [ex.key for ex in unfinished if ex.key in self.scheduler.tasks]
         if owner in self.scheduler.clients and keys:
-            self.scheduler.stimulus_cancel(keys, owner, force=True, reason=f"cancelled by {by}",
+            self.scheduler.stimulus_cancel(keys, owner, force=True, reason=reason or f"cancelled by {by}",
                                            msg=f"edge job {job} was cancelled by {by}")
         return {"job": record.to_dict(), "cancelled": [ex.id for ex in unfinished]}
 
     def handle_job(self, job: str) -> dict | None:
         record = self.jobs.get(job)
         return record.to_dict() if record else None
+
+
+def peer_identity(comm) -> str | None:
+    """The common name of a TLS peer's certificate (``None`` over plain TCP)."""
+    info = getattr(comm, "extra_info", None) or {}
+    cert = info.get("peercert") or {}
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None

@@ -142,6 +142,8 @@ class EdgeMagics(Magics):
             stopped = self._connected().cancel_job(job_id)
         except KeyError as e:
             raise UsageError(f"{str(e).strip(chr(34) + chr(39))} (see %edge jobs)") from None
+        except PermissionError as e:  # another owner's job
+            raise UsageError(f"cannot cancel: {e}") from None
         print(f"job {job_id}: cancelled {len(stopped)} execution(s)")
 
     def _edge_reset(self, rest: str):

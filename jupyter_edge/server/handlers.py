@@ -56,9 +56,10 @@ class JobHandler(EdgeHandler):
 class CancelHandler(EdgeHandler):
     @tornado.web.authenticated
     async def post(self, job_id: str):
-        user = self.current_user
-        by = getattr(user, "username", None) or str(user)
-        found = await self.manager.cancel(job_id, f"{by} (JupyterLab)")
+        try:
+            found = await self.manager.cancel(job_id)
+        except PermissionError as e:  # the job is someone else's
+            raise tornado.web.HTTPError(403, str(e)) from None
         if found is None:
             raise tornado.web.HTTPError(404, f"no job {job_id!r} in the fleet's registry")
         self.finish(json.dumps(found))

@@ -116,13 +116,15 @@ class FleetManager:
             return None
         return {"connection": self.connection(), "job": record.to_dict()}
 
-    async def cancel(self, job_id: str, by: str) -> dict | None:
-        """Cancel a job; ``None`` when the registry has no such job."""
+    async def cancel(self, job_id: str) -> dict | None:
+        """Cancel a job as this server's identity (its certificate over TLS);
+        ``None`` when the registry has no such job, ``PermissionError`` when
+        the job is someone else's."""
         fleet = await self._connected()
         if fleet is None:
             return None
         try:
-            cancelled = await asyncio.to_thread(fleet.cancel_job, job_id, by)
+            cancelled = await asyncio.to_thread(fleet.cancel_job, job_id)
         except KeyError:
             return None
         return {"connection": self.connection(), "job": job_id, "cancelled": cancelled}

@@ -1,0 +1,139 @@
+"""A TLS fleet end to end: certificates from `jupyter-edge certs create`, a
+scheduler and two sites started by the CLI with --tls-dir, clients that connect
+with their own certificates, owners taken from certificates, cancels refused to
+anyone but the owner; and a plain-TCP site and a client of another CA refused
+with clear messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import write_sensors
+
+from jupyter_edge import Fleet, certs
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+def cli(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jupyter_edge.cli", *args], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tls_fleet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tls")
+    made = certs.create(root / "pki", sites=["berlin", "paris"], clients=["ana", "bob"])
+    other = certs.create(root / "other-pki", clients=["mallory"])
+    scheduler_file = root / "scheduler.json"
+    logs = {}
+
+    def start(name, *args):
+        logs[name] = root / f"{name}.log"
+        return cli(*args, stdout=open(logs[name], "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+    procs = [start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file",
+                   str(scheduler_file), "--tls-dir", str(made["scheduler"]))]
+    deadline = time.monotonic() + 30
+    while not scheduler_file.exists():
+        assert time.monotonic() < deadline, f"no TLS scheduler: {logs['scheduler'].read_text()}"
+        time.sleep(0.1)
+    address = json.loads(scheduler_file.read_text())["address"]
+    for name in ("berlin", "paris"):
+        data = write_sensors(root / name / "sensors", name)
+        procs.append(start(name, "worker", address, "--name", name, "--host", "127.0.0.1",
+                           "--dataset", f"sensors={data}", "--tls-dir", str(made[f"site-{name}"])))
+    try:
+        with Fleet.connect(address, tls_dir=str(made["client-ana"])) as fleet:
+            fleet.wait_for_sites(2, timeout=60)
+        yield {"address": address, "made": made, "other": other, "root": root, "logs": logs}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
+def test_address_and_clients_over_tls(tls_fleet):
+    assert tls_fleet["address"].startswith("tls://")
+    with Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["made"]["client-ana"])) as fleet:
+        assert fleet.identity == "ana"
+        result = fleet.run(lambda dataset, site: (site.name, len(dataset.read_parquet())), data="sensors",
+                           timeout=60)
+        assert dict(result) == {"berlin": ("berlin", 50), "paris": ("paris", 50)}
+        assert fleet.job(result.job).owner == "ana"
+
+
+def test_the_status_command_over_tls(tls_fleet):
+    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "status", tls_fleet["address"],
+                           "--tls-dir", str(tls_fleet["made"]["client-bob"])], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "2 site(s)" in done.stdout, done.stdout + done.stderr
+
+
+def test_only_the_owner_may_cancel(tls_fleet):
+    made = tls_fleet["made"]
+    with Fleet.connect(tls_fleet["address"], tls_dir=str(made["client-ana"])) as ana, \
+            Fleet.connect(tls_fleet["address"], tls_dir=str(made["client-bob"])) as bob:
+        job = ana.submit(lambda: __import__("time").sleep(60), sites=["paris"], timeout=90)
+        deadline = time.monotonic() + 30
+        while ana.job(job.id).executions[0].state != "running":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        with pytest.raises(PermissionError, match=f"job {job.id} belongs to ana; bob may not cancel it"):
+            bob.cancel_job(job.id)
+        assert ana.job(job.id).executions[0].state == "running", "bob's refused cancel stopped it anyway"
+        assert ana.cancel_job(job.id) == [f"{job.id}.0"]
+        assert job.wait(20) and job.executions[0].state == "cancelled"
+
+
+def test_a_client_that_claims_another_owner_is_refused(tls_fleet):
+    """The owner a job records is the certificate's, whatever the client says."""
+    with Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["made"]["client-bob"])) as bob:
+        bob.identity = "ana"  # a tampered client
+        result = bob.run(lambda: __import__("time").sleep(5), sites=["berlin"], timeout=60)
+        record = bob.job(result.job)
+        assert record.owner == "bob"
+        assert record.executions[0].state == "cancelled"
+        assert "claims owner 'ana', its certificate says 'bob'" in record.executions[0].error
+
+
+def test_a_plain_tcp_site_is_refused(tls_fleet, tmp_path):
+    plain = tls_fleet["address"].replace("tls://", "tcp://")
+    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "worker", tls_fleet["address"], "--name", "rogue"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "speaks TLS: give a certificate" in done.stderr, done.stderr
+    # A site that talks plain TCP to the TLS port never joins.
+    rogue = cli("worker", plain, "--name", "rogue", "--host", "127.0.0.1",
+                stdout=open(tmp_path / "rogue.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    try:
+        time.sleep(8)
+        with Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["made"]["client-ana"])) as fleet:
+            assert sorted(s.name for s in fleet.sites()) == ["berlin", "paris"]
+    finally:
+        rogue.terminate()
+        rogue.wait(30)
+
+
+def test_a_client_of_another_ca_is_refused(tls_fleet):
+    with pytest.raises(OSError, match="over TLS.*signed by the fleet's CA"):
+        Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["other"]["client-mallory"]), timeout=5)
+    with pytest.raises(ValueError, match="speaks TLS: give a certificate"):
+        Fleet.connect(tls_fleet["address"])
+    with pytest.raises(ValueError, match="must be tls://"):
+        Fleet.connect(tls_fleet["address"].replace("tls://", "tcp://"),
+                      tls_dir=str(tls_fleet["made"]["client-ana"]))
+
+
+def test_certs_create_from_the_cli(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "certs", "create", str(tmp_path / "pki"),
+                           "--site", "lyon", "--client", "ana"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for identity, name in (("scheduler", "scheduler"), ("site-lyon", "lyon"), ("client-ana", "ana")):
+        folder = tmp_path / "pki" / identity
+        assert sorted(p.name for p in folder.iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
+        assert certs.common_name((folder / "cert.pem").read_bytes()) == name
+        assert (folder / "key.pem").stat().st_mode & 0o077 == 0, "a private key readable by others"
