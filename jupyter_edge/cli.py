@@ -107,8 +107,14 @@ def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_addres
 @click.option("--docker", "docker_url", is_flag=False, flag_value="", default=None, metavar="[ENGINE_URL]",
               help="Run container executions (%%edge --image, %edge run) through this Docker-compatible "
                    "engine, e.g. unix:///var/run/docker.sock (alone: $DOCKER_HOST or the default socket).")
+@click.option("--policy", "policy_file", default=None, metavar="FILE",
+              help="This site's policy (YAML): who may use which dataset, cells or images only, result cap.")
+@click.option("--audit-log", default=None, metavar="PATH",
+              help="This site's audit log (JSON lines; default: edge.audit-log, else "
+                   "~/.local/state/jupyter-edge/audit-NAME.jsonl).")
 @tls_options
-def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host, docker_url, **tls) -> None:
+def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host, docker_url, policy_file,
+           audit_log, **tls) -> None:
     """Start an edge site: a Dask worker with labels, datasets and GPUs."""
     from distributed import Worker
 
@@ -116,6 +122,7 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
     from .site.dataset import parse_dataset_option
     from .site.gpu import discover_gpus, parse_gpus_option
     from .site.plugin import EdgeSitePlugin
+    from .site.policy import Policy
 
     address = address or (None if scheduler_file else config.scheduler_address())
     if not address and not scheduler_file:
@@ -125,7 +132,9 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
         declared = [parse_dataset_option(text, name) for text in datasets]
         inventory = discover_gpus(parse_gpus_option(gpus))
         docker = None if docker_url is None else (docker_url or True)
-        plugin = EdgeSitePlugin(labels=parsed_labels, datasets=declared, gpus=inventory, docker=docker)
+        policy = Policy.load(policy_file) if policy_file else None
+        plugin = EdgeSitePlugin(labels=parsed_labels, datasets=declared, gpus=inventory, docker=docker,
+                                policy=policy, audit_log=audit_log)
     except (ValueError, SelectorError) as e:
         raise click.UsageError(str(e)) from None
     if docker is not None:
@@ -242,6 +251,32 @@ def demo(count, data_dir, port, scheduler_file, lab, no_s3, use_tls) -> None:
 
     with dask.config.set(_liveness_settings()):
         asyncio.run(run())
+
+
+@main.command()
+@click.argument("site_log")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON lines.")
+def audit(site_log, as_json) -> None:
+    """Print a site's audit log (SITE_LOG, JSON lines) as a table."""
+    import datetime
+
+    from .site.audit import read
+    from .tables import human_bytes, text_table
+
+    try:
+        entries = read(site_log)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"cannot read the audit log {site_log}: {e}") from None
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry))
+        return
+    rows = [[datetime.datetime.fromtimestamp(e["time"]).strftime("%Y-%m-%d %H:%M:%S"), e["site"] or "",
+             e["job"] or "", e["owner"] or "", f"{e['dataset']}@{e['shard']}" if e.get("dataset") else "-",
+             e["kind"] or "", (e.get("cell_hash") or "")[:12], e["state"] or "", human_bytes(e["bytes_returned"]),
+             e.get("refused") or ""] for e in entries]
+    click.echo(text_table(["TIME", "SITE", "JOB", "OWNER", "DATASET", "KIND", "CELL", "STATE", "RETURNED",
+                           "REFUSED BY"], rows))
 
 
 @main.group()

@@ -92,7 +92,7 @@ class Job:
         return {"job": job, "execution": ex.to_dict(outputs=False)}
 
     def _spec(self, ex: Execution) -> dict:
-        return {"execution": ex.id, "job": ex.job, **self._work,
+        return {"execution": ex.id, "job": ex.job, "owner": self.owner, **self._work,
                 "dataset": ex.dataset, "gpus": ex.gpus, "deadline": self.deadline}
 
     def _launch(self, executions: list[Execution]) -> None:

@@ -23,6 +23,8 @@ class SiteSpec:
     datasets: list[DatasetDeclaration] = field(default_factory=list)
     nthreads: int = 1
     docker: str | bool | None = None  # run container executions through this engine (True: $DOCKER_HOST)
+    policy: object = None  # a jupyter_edge.site.policy.Policy
+    audit_log: str | None = None
 
 
 def site_worker_spec(site: SiteSpec, storage_options: dict | None = None, security=None) -> dict:
@@ -32,7 +34,8 @@ def site_worker_spec(site: SiteSpec, storage_options: dict | None = None, securi
     from .site.plugin import EdgeSitePlugin
 
     plugin = EdgeSitePlugin(labels=site.labels, datasets=site.datasets, gpus=site.gpus or None,
-                            storage_options=storage_options, docker=site.docker)
+                            storage_options=storage_options, docker=site.docker,
+                            policy=site.policy, audit_log=site.audit_log)
     options = {"name": site.name, "nthreads": site.nthreads, "host": "127.0.0.1", "dashboard": False,
                "dashboard_address": ":0", "resources": plugin.resources, "plugins": {plugin}}
     if security is not None:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pandas as pd
@@ -17,6 +18,10 @@ from jupyter_edge.site.dataset import DatasetDeclaration
 
 # A real Jupyter server for the REST routes' tests (jp_fetch, jp_serverapp).
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+# Sites keep audit logs in their state folder: the tests' sites (and the
+# subprocesses they start) keep theirs in a folder of this run, not in ~.
+os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="jupyter-edge-test-state-"))
 
 
 def write_sensors(folder, site: str, rows: int = 50) -> str:

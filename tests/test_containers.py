@@ -278,6 +278,24 @@ def test_a_site_sweeps_its_own_leftovers_at_start(engine, tmp_path):
             container.remove(force=True)
 
 
+def test_a_policy_refuses_images_it_does_not_list(engine):
+    from jupyter_edge.site.policy import Policy
+
+    policy = Policy.from_dict({"cells": False, "images": ["edge-approved:1"]})
+    cluster = local_cluster([SiteSpec("clinic", docker=engine.url, policy=policy)])
+    try:
+        with Fleet(Client(cluster, set_as_default=False)) as fleet:
+            fleet.wait_for_sites(1, timeout=60)
+            result = fleet.run_command(["true"], sites=["clinic"], image=IMAGE, timeout=60)
+            error = result.errors["clinic"].args[2]
+            assert f"rule images: image '{IMAGE}' is not allowed here; allowed: edge-approved:1" in error, error
+            assert engine.containers(**{"jupyter-edge.job": result.job}) == []
+            cell = fleet.run_cell("1", sites=["clinic"], timeout=60)
+            assert "rule cells" in cell.errors["clinic"].args[2]
+    finally:
+        cluster.close()
+
+
 def test_a_worker_without_an_engine_says_so(tmp_path):
     done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x",
                            "--docker", f"unix://{tmp_path}/no.sock"], capture_output=True, text=True, timeout=60)

@@ -83,6 +83,10 @@ class EdgeMagics(Magics):
     @argument("address", nargs="?", help="the scheduler, e.g. tcp://scheduler:8786 (default: $JUPYTER_EDGE_SCHEDULER)")
     @argument("--demo", action="store_true", help="start the demo fleet inside this kernel")
     @argument("--scheduler-file", help="read the address from this file")
+    @argument("--tls-dir", help="a folder from `jupyter-edge certs create` (default: edge.tls.*)")
+    @argument("--tls-ca-file", help="the fleet's CA certificate")
+    @argument("--tls-cert", help="this notebook's certificate")
+    @argument("--tls-key", help="this notebook's private key")
     def _connect(self, line):
         """%edge connect [ADDRESS | --demo | --scheduler-file F]"""
 
@@ -93,7 +97,8 @@ class EdgeMagics(Magics):
             if args.demo:
                 self.fleet = Fleet.demo()
             else:
-                self.fleet = Fleet.connect(args.address, scheduler_file=args.scheduler_file)
+                security = config.security(args.tls_dir, args.tls_ca_file, args.tls_cert, args.tls_key)
+                self.fleet = Fleet.connect(args.address, scheduler_file=args.scheduler_file, security=security)
         except (ValueError, OSError, TimeoutError) as e:
             raise UsageError(f"could not connect: {e}") from None
         sites = self.fleet.sites()

@@ -22,9 +22,10 @@ SERVER_VERSIONS = versions()
 
 
 class FleetManager:
-    def __init__(self, address: str | None = None, connect_timeout: float = 5.0):
+    def __init__(self, address: str | None = None, connect_timeout: float = 5.0, tls_dir: str | None = None):
         self.address = config.scheduler_address(address)
         self.connect_timeout = connect_timeout
+        self.tls_dir = tls_dir
         self._fleet: Fleet | None = None
         self._error: str | None = None
         self._lock = asyncio.Lock()
@@ -66,7 +67,7 @@ class FleetManager:
             if self._fleet is None and self.address is not None:
                 try:
                     self._fleet = await asyncio.to_thread(Fleet.connect, self.address,
-                                                          timeout=self.connect_timeout)
+                                                          timeout=self.connect_timeout, tls_dir=self.tls_dir)
                     self._error = None
                 except (OSError, TimeoutError, ValueError) as e:
                     self._error = f"{type(e).__name__}: {e}"

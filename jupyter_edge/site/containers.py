@@ -96,7 +96,7 @@ class ContainerEngine:
 
     def execute(self, execution: str, job: str, work: dict, dataset, storage_options: dict,
                 on_output: Callable[[dict], None], deadline: float | None, gpus: list[int],
-                site_info: dict) -> dict:
+                site_info: dict, result_limit: int | None = None) -> dict:
         """Run one container execution to its end; return its outcome (the runner
         pool's shape: a pickled value, state, error)."""
         io_dir = tempfile.mkdtemp(prefix=f"edge-{execution}-")
@@ -108,7 +108,8 @@ class ContainerEngine:
             options = self._run_options(execution, job, work, dataset, storage_options, gpus, io_dir)
             if work.get("cell") is not None:
                 listener = _listen(io_dir)
-                _write_request(io_dir, work, dataset, site_info)
+                _write_request(io_dir, work, dataset, site_info,
+                               result_limit if result_limit is not None else config.nbytes("result-limit"))
             self._ensure_image(work["image"], work.get("pull", False))
             container = self.client.containers.create(**options)
             container.start()
@@ -295,14 +296,14 @@ def _listen(io_dir: str) -> socket.socket:
     return listener
 
 
-def _write_request(io_dir: str, work: dict, dataset, site_info: dict) -> None:
+def _write_request(io_dir: str, work: dict, dataset, site_info: dict, result_limit: int) -> None:
     request = {
         "cell": work["cell"],
         "dataset": {"name": dataset.name, "shard": dataset.shard,
                     "path": f"{DATA_ROOT}/{dataset.name}" if dataset.kind == "local" else dataset.url}
         if dataset is not None else None,
         "site": site_info,
-        "result_limit": config.nbytes("result-limit"),
+        "result_limit": result_limit,
     }
     path = os.path.join(io_dir, "request.json")
     with open(path, "w") as f:

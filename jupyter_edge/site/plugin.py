@@ -16,14 +16,18 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 from distributed import WorkerPlugin, get_worker
+from distributed.utils import sync
 from tornado.ioloop import PeriodicCallback
 
 from .. import config
 from ..catalog import DatasetShard, Site
 from ..placement import EXECUTOR_LABEL
 from .containers import ContainerEngine
+from . import audit
+from .audit import AuditLog
 from .dataset import DatasetDeclaration, scan
 from .gpu import GPUInventory, GPUState, discover_gpus
+from .policy import Policy, Refused
 from .runner import RunnerPool
 
 logger = logging.getLogger(__name__)
@@ -78,8 +82,11 @@ class EdgeSitePlugin(WorkerPlugin):
     def __init__(self, labels: dict[str, str] | None = None,
                  datasets: list[DatasetDeclaration] | tuple = (),
                  gpus: str | int | GPUInventory | None = None, storage_options: dict | None = None,
-                 docker: str | bool | None = None):
+                 docker: str | bool | None = None, policy: Policy | None = None, audit_log: str | None = None):
         self.labels = check_labels(labels or {})
+        self.policy = policy or Policy()
+        self._audit_path = audit_log  # default: config, else the site's state folder
+        self.audit: AuditLog | None = None
         # ``docker``: run container executions through this engine (True: $DOCKER_HOST).
         self.docker = docker
         self.containers: ContainerEngine | None = None
@@ -108,6 +115,7 @@ class EdgeSitePlugin(WorkerPlugin):
         if declared != self.gpus.count:
             raise ValueError(f"site {worker.name}: the worker has resources GPU={declared:g} but the site "
                              f"has {self.gpus.count} GPU(s); start it with resources=plugin.resources")
+        self.audit = AuditLog(self._audit_path or config.get("audit-log") or audit.default_path(str(worker.name)))
         self._free_gpus = [g.index for g in self.gpus.gpus]
         self._gpu_lock = threading.Lock()
         if self.gpus.state == GPUState.NVML:
@@ -239,7 +247,44 @@ class EdgeSitePlugin(WorkerPlugin):
                                                         "state": "running", "started": info["started"]})
 
     def execute(self, spec: dict) -> dict:
-        """Run one execution in a runner (called from the task's thread)."""
+        """Run one execution, if the site's policy allows it (called from the task's thread)."""
+        owner = self._owner(spec)
+        try:
+            self.policy.check(owner, spec.get("dataset"), _policy_kind(spec),
+                              spec["container"]["image"] if "container" in spec else None)
+        except Refused as refused:
+            result = self._refuse(spec, refused)
+        else:
+            result = self._run(spec)
+        decl = self.datasets.get(spec.get("dataset") or "")
+        self.audit.record(site=str(self.worker.name), job=spec["job"], execution=spec["execution"], owner=owner,
+                          dataset=spec.get("dataset"), shard=decl.shard if decl else None,
+                          kind=audit.work_kind(spec), image=spec.get("container", {}).get("image"),
+                          cell_hash=audit.work_hash(spec), state=result["state"],
+                          bytes_returned=result["bytes_returned"],
+                          refused=getattr(result.get("refusal"), "rule", None))
+        result.pop("refusal", None)
+        return result
+
+    def _owner(self, spec: dict) -> str:
+        """Who the job is for. Where the policy names owners, the scheduler's
+        record says (over TLS, the client's certificate), not the client."""
+        claimed = spec.get("owner") or "unknown"
+        if not self.policy.restricts_owners:
+            return claimed
+        record = sync(self.worker.loop, self.worker.scheduler.edge_job, job=spec["job"])
+        return record["owner"] if record else claimed
+
+    def _refuse(self, spec: dict, refused: Refused) -> dict:
+        now = time.time()
+        result = {"execution": spec["execution"], "state": "failed", "value": None, "error": str(refused),
+                  "error_type": "PolicyRefused", "started": None, "ended": now, "bytes_returned": 0,
+                  "outputs": [], "refusal": refused}
+        final = {k: v for k, v in result.items() if k not in ("value", "outputs", "refusal")}
+        self._final[spec["execution"]] = ({**final, "job": spec["job"]}, None)
+        return result
+
+    def _run(self, spec: dict) -> dict:
         execution = spec["execution"]
         outputs: list[dict] = []
         gpus = self._take_gpus(spec.get("gpus", 0))
@@ -249,6 +294,8 @@ class EdgeSitePlugin(WorkerPlugin):
 
         def on_output(output: dict) -> None:
             # The runner batches output (capture.FLUSH_INTERVAL); each batch goes out live.
+            if not self.policy.output_images and output.get("name") == "display":
+                output = _without_images(output)
             outputs.append(output)
             msg = {"op": OUTPUT_OP, "job": spec["job"], "execution": execution, "site": site,
                    "outputs": [output]}
@@ -295,7 +342,8 @@ class EdgeSitePlugin(WorkerPlugin):
         site = {"name": str(self.worker.name), "labels": self.labels,
                 "gpus": [{"index": g.index, "model": g.model} for g in held]}
         return self.containers.execute(spec["execution"], spec["job"], spec["container"], self._declared(spec),
-                                       self.storage_options, on_output, spec.get("deadline"), gpus, site)
+                                       self.storage_options, on_output, spec.get("deadline"), gpus, site,
+                                       self.policy.result_limit_for(config.nbytes("result-limit")))
 
     def _declared(self, spec: dict) -> DatasetDeclaration | None:
         decl = self.datasets.get(spec["dataset"]) if spec.get("dataset") else None
@@ -308,7 +356,7 @@ class EdgeSitePlugin(WorkerPlugin):
         held = [g for g in self.gpus.gpus if g.index in gpus]
         work = {"payload": spec["payload"], "call": spec["call"]} if "payload" in spec else \
             {"cell": {**spec["cell"], "idle_limit": config.seconds("session-idle")},
-             "image_limit": config.nbytes("output-image-limit")}
+             "image_limit": config.nbytes("output-image-limit") if self.policy.output_images else 0}
         return {
             "op": "run",
             "execution": spec["execution"],
@@ -319,7 +367,7 @@ class EdgeSitePlugin(WorkerPlugin):
                      "labels": self.labels,
                      "gpus": [{"index": g.index, "model": g.model, "memory_total": g.memory_total} for g in held]},
             "env": {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))} if gpus else {},
-            "result_limit": config.nbytes("result-limit"),
+            "result_limit": self.policy.result_limit_for(config.nbytes("result-limit")),
         }
 
     def _take_gpus(self, count: int) -> list[int]:
@@ -333,6 +381,18 @@ class EdgeSitePlugin(WorkerPlugin):
         if gpus:
             with self._gpu_lock:
                 self._free_gpus.extend(gpus)
+
+
+def _policy_kind(spec: dict) -> str:
+    return "container" if "container" in spec else ("cell" if "cell" in spec else "function")
+
+
+def _without_images(output: dict) -> dict:
+    """A display with its images replaced by a note: the policy keeps them at the site."""
+    data = {k: v for k, v in output.get("data", {}).items() if not k.startswith("image/")}
+    if len(data) != len(output.get("data", {})):
+        data["text/plain"] = "[an image stayed at the site: its policy sets output-images: false]"
+    return {**output, "data": data}
 
 
 def drop_sessions(sessions: list[str], dask_worker=None) -> int:
