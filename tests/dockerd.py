@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,12 +50,15 @@ class Engine:
         import docker
 
         self.root = root
+        # The exec root holds mounts (a network namespace): outside pytest's
+        # temporary folders, which pytest prunes, and unmounted at close.
+        self.exec_root = Path(tempfile.mkdtemp(prefix="jupyter-edge-dockerd-"))
         self.socket = root / "docker.sock"
         self.url = f"unix://{self.socket}"
         self.log = root / "dockerd.log"
         self.process = subprocess.Popen(
             ["dockerd", "--iptables=false", "--ip-masq=false", "--bridge=none",
-             f"--data-root={root / 'data'}", f"--exec-root={root / 'exec'}", f"--pidfile={root / 'dockerd.pid'}",
+             f"--data-root={root / 'data'}", f"--exec-root={self.exec_root}", f"--pidfile={root / 'dockerd.pid'}",
              f"--host={self.url}"],
             stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115 (closed with the process)
         deadline = time.monotonic() + 60
@@ -87,6 +91,9 @@ class Engine:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
+        for mount in self.exec_root.glob("netns/*"):
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        shutil.rmtree(self.exec_root, ignore_errors=True)
 
 
 def python_rootfs() -> Path:

@@ -40,7 +40,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 PACKAGE = os.path.dirname(os.path.abspath(jupyter_edge.__file__))
 
 PURE = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MAGIC = settings(max_examples=70, deadline=None,
+MAGIC = settings(max_examples=100, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                         HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
@@ -420,13 +420,33 @@ JUNK = st.sampled_from(["--", "-", "--dta", "--no", "--n", "-x", "--where=", "--
 TIMEOUTS = st.sampled_from(["0", "-1", "nan", "inf", "1e-9", "0.001", "1e308", "abc", "", "90s", "5", "1e400"])
 
 
+# Options that make a request the fleet here can run, most of the time.
+GOOD_TARGETS = [
+    st.sampled_from(["--data sensors", "--data weather", "--all", "--gpus 1", "--gpus 2", "--gpus 0"]),
+    st.sampled_from(["region=eu", "region in (us, ap)", "tier!=store", "!tier", "region notin (eu)", "tier"]).map(
+        lambda w: f"--where {shlex.quote(w)}"),
+    st.lists(st.sampled_from(SITES[:4]), min_size=1, max_size=4, unique=True).map(
+        lambda names: "--sites " + ",".join(names)),
+]
+GOOD_OTHERS = st.sampled_from(["--retries 0", "--retries 2", "-o fz_res", "--out fz_other", "--noblock",
+                               "--push fz_value", "--push fz_value,In", "--no-push", "--fresh", "--timeout 10"])
+
+
 @st.composite
 def cell_lines(draw) -> str:
-    """An %%edge option line made of real options with real and odd values."""
-    parts = draw(st.lists(st.sampled_from(TARGETS).flatmap(lambda s: s), max_size=3))
-    parts += draw(st.lists(st.sampled_from(OTHERS).flatmap(lambda s: s), max_size=4))
-    if draw(st.integers(0, 3)) == 0:
-        parts.append(draw(JUNK))
+    """An %%edge option line made of real options: good ones, good ones with one
+    bad or odd part, or anything the option names and odd values make."""
+    mode = draw(st.sampled_from(["good", "one-bad", "chaos"]))
+    if mode == "chaos":
+        parts = draw(st.lists(st.sampled_from(TARGETS).flatmap(lambda s: s), max_size=3))
+        parts += draw(st.lists(st.sampled_from(OTHERS).flatmap(lambda s: s), max_size=4))
+        if draw(st.integers(0, 3)) == 0:
+            parts.append(draw(JUNK))
+    else:
+        parts = draw(st.lists(st.sampled_from(GOOD_TARGETS).flatmap(lambda s: s), min_size=1, max_size=2))
+        parts += draw(st.lists(GOOD_OTHERS, max_size=3))
+        if mode == "one-bad":
+            parts.append(draw(st.one_of(st.sampled_from(TARGETS + OTHERS).flatmap(lambda s: s), JUNK)))
     parts = draw(st.permutations(parts))
     if draw(st.integers(0, 4)) == 0:  # fuzz the timeout itself
         parts.insert(draw(st.integers(0, len(parts))), f"--timeout {draw(quoted(TIMEOUTS | noise))}")
@@ -493,7 +513,7 @@ FORBIDDEN = {"connect", "disconnect", "reset", "cancel", "show"}  # shared conne
 
 @st.composite
 def line_commands(draw) -> str:
-    command = draw(st.sampled_from(COMMANDS) | st.text(max_size=6))
+    command = draw(st.one_of(st.sampled_from(COMMANDS[:5]), st.sampled_from(COMMANDS), st.text(max_size=6)))
     if command == "config":
         rest = draw(st.lists(st.one_of(option("--timeout", TIMEOUTS), OTHERS[0], JUNK), max_size=3))
     elif command == "run":

@@ -549,6 +549,7 @@ def test_request_to_dict_shape():
         "sites": ["a", "b"],
         "all": False,
         "shards": None,
+        "executor": None,
     }
     assert Request().to_dict()["where"] is None, "the empty selector is stored as None, not ''"
 

@@ -17,8 +17,24 @@ from jupyter_edge import __version__
 
 @pytest.fixture
 def jp_server_config(fleet):
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_edge": True}},
+    # allow_unauthenticated_access=False: jupyter_server then warns (an error
+    # here, with filterwarnings=error) about any route without an auth rule.
+    return {"ServerApp": {"jpserver_extensions": {"jupyter_edge": True}, "allow_unauthenticated_access": False},
             "JupyterEdge": {"scheduler_address": fleet.address}}
+
+
+async def test_every_route_has_an_authentication_rule(jp_serverapp):
+    import warnings
+
+    from jupyter_server.utils import JupyterServerAuthWarning
+
+    from jupyter_edge.server.handlers import setup_handlers
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setup_handlers(jp_serverapp.web_app, jp_serverapp.web_app.settings["jupyter_edge_manager"])
+    auth = [str(w.message) for w in caught if issubclass(w.category, JupyterServerAuthWarning)]
+    assert auth == [], f"routes without an authentication rule: {auth}"
 
 
 async def get(jp_fetch, *path, **params):
@@ -102,6 +118,32 @@ async def test_cancel_a_job_another_client_started(jp_fetch, fleet):
     with pytest.raises(tornado.httpclient.HTTPClientError) as missing:
         await jp_fetch("jupyter-edge", "api", "jobs", "abcdef12", "cancel", method="POST", body="")
     assert missing.value.code == 404
+
+
+async def test_cancel_of_another_owners_job_is_403(jp_fetch, fleet, ipshell):
+    import dask.config
+    from distributed import Client
+    from IPython.core.error import UsageError
+
+    from jupyter_edge import Fleet
+
+    with dask.config.set({"edge.owner": "someone-else"}):
+        other = Fleet(Client(fleet.address, set_as_default=False))
+    try:
+        job = other.submit(lambda: __import__("time").sleep(30), sites=["berlin"], timeout=60)
+        other.job(job.id)  # registered (it trails the submit by milliseconds)
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await jp_fetch("jupyter-edge", "api", "jobs", job.id, "cancel", method="POST", body="")
+        assert refused.value.code == 403
+        assert f"job {job.id} belongs to someone-else".encode() in refused.value.response.body
+        ipshell.run_line_magic("load_ext", "jupyter_edge")
+        ipshell.run_line_magic("edge", f"connect {fleet.address}")
+        with pytest.raises(UsageError, match=f"cannot cancel: job {job.id} belongs to someone-else"):
+            ipshell.run_line_magic("edge", f"cancel {job.id}")
+        ipshell.run_line_magic("edge", "disconnect")
+        assert other.cancel_job(job.id) == [f"{job.id}.0"]
+    finally:
+        other.close()
 
 
 async def test_a_kernels_fleet_is_announced_for_the_sidebar(jp_fetch, fleet, ipshell, monkeypatch, tmp_path):
