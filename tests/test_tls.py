@@ -137,3 +137,47 @@ def test_certs_create_from_the_cli(tmp_path):
         assert sorted(p.name for p in folder.iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
         assert certs.common_name((folder / "cert.pem").read_bytes()) == name
         assert (folder / "key.pem").stat().st_mode & 0o077 == 0, "a private key readable by others"
+
+
+def test_a_notebook_kernel_over_tls(tls_fleet, monkeypatch, tmp_path):
+    """A real kernel: %edge connect reads edge.tls.* (here from the environment)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("JUPYTER_EDGE_SCHEDULER", tls_fleet["address"])
+    monkeypatch.setenv("DASK_EDGE__TLS__DIR", str(tls_fleet["made"]["client-ana"]))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%load_ext jupyter_edge\n%edge connect"),
+        nbformat.v4.new_code_cell("%%edge --data sensors -o res\nprint('rows', len(dataset.read_parquet()))"),
+        nbformat.v4.new_code_cell("from jupyter_edge.magics import connected_fleet\n"
+                                  "print('owner', connected_fleet().job(res.job).owner)"),
+    ])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    text = "".join(o.get("text", "") for cell in nb.cells for o in cell.outputs)
+    assert "connected to tls://" in text and "[stdout:berlin] rows 50" in text and "[stdout:paris] rows 50" in text, text
+    assert "owner ana" in text, text
+
+
+def test_the_server_extension_over_tls_returns_no_credentials(tls_fleet):
+    import asyncio
+
+    from jupyter_edge.server.manager import FleetManager
+
+    client = tls_fleet["made"]["client-ana"]
+    manager = FleetManager(tls_fleet["address"], tls_dir=str(client))
+
+    async def answers():
+        try:
+            return [await manager.fleet(), await manager.datasets(), await manager.jobs()]
+        finally:
+            await manager.close()
+
+    fleet, datasets, jobs = asyncio.run(answers())
+    assert fleet["connection"]["status"] == "connected" and {s["name"] for s in fleet["sites"]} == {"berlin", "paris"}
+    text = json.dumps([fleet, datasets, jobs])
+    secrets = [(folder / "key.pem").read_text().strip().splitlines()[1] for folder in tls_fleet["made"].values()]
+    for needle in ["PRIVATE KEY", "key.pem", str(tls_fleet["root"] / "pki"), *secrets]:
+        assert needle not in text, f"{needle!r} leaked into the server's answers"
+    # A site's environment never leaves it either.
+    assert "PATH" not in {k for s in fleet["sites"] for k in s} and "/usr/bin" not in text
