@@ -181,3 +181,27 @@ def test_the_server_extension_over_tls_returns_no_credentials(tls_fleet):
         assert needle not in text, f"{needle!r} leaked into the server's answers"
     # A site's environment never leaves it either.
     assert "PATH" not in {k for s in fleet["sites"] for k in s} and "/usr/bin" not in text
+
+
+def test_the_demo_runs_over_tls(tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    demo = cli("demo", "--tls", "--no-s3", "--port", "0", "--sites", "2", "--data-dir", str(tmp_path / "data"),
+               "--scheduler-file", str(scheduler_file), stdout=open(tmp_path / "demo.log", "wb"),  # noqa: SIM115
+               stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists():
+            assert demo.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        assert address.startswith("tls://")
+        with Fleet.connect(address, tls_dir=str(tmp_path / "data" / "tls" / "client-notebook")) as fleet:
+            fleet.wait_for_sites(2, timeout=60)
+            assert fleet.identity == "notebook"
+            assert dict(fleet.run(lambda site: site.name, all=True, timeout=60)) == {"berlin": "berlin",
+                                                                                   "paris": "paris"}
+        log = (tmp_path / "demo.log").read_text()
+        assert "DASK_EDGE__TLS__DIR=" in log, log
+    finally:
+        demo.terminate()
+        demo.wait(30)
