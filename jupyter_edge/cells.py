@@ -52,7 +52,16 @@ def pack_names(names: dict) -> bytes | None:
     if not names:
         return None
     limit = config.nbytes("push-limit")
-    packed = cloudpickle.dumps(names)
+    try:
+        packed = cloudpickle.dumps(names)
+    except Exception:  # a socket, a kernel object, a lock: say which name, as a usage problem
+        for name, value in names.items():
+            try:
+                cloudpickle.dumps(value)
+            except Exception as e:
+                raise ValueError(f"the name {name!r} cannot be sent to the sites ({type(e).__name__}: {e}); "
+                                 "leave it out with --push a,b / --no-push") from None
+        raise
     if len(packed) > limit:
         sizes = sorted(((len(cloudpickle.dumps(v)), k) for k, v in names.items()), reverse=True)
         biggest = ", ".join(f"{k} ({size:,} bytes)" for size, k in sizes[:3])

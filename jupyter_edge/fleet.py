@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import shlex
 import threading
 import time
@@ -429,12 +430,13 @@ def _container_work(image: str, cell: str | None = None, command: list[str] | No
     if command is not None:
         if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
             raise ValueError(f"command must be a non-empty list of strings, not {command!r}")
-    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0):
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float))
+                             or not math.isfinite(cpus) or cpus <= 0):
         raise ValueError(f"cpus must be a number of CPUs above 0, not {cpus!r}")
     if memory is not None:
         try:
             memory = parse_bytes(memory) if isinstance(memory, str) else memory
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(f"memory must be a size such as '512MiB' or a number of bytes, not {memory!r}") from None
         if isinstance(memory, bool) or not isinstance(memory, int) or memory < 6 * 2**20:
             raise ValueError(f"memory must be at least 6 MiB (the engine's minimum), not {memory!r}")

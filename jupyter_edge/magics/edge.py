@@ -69,11 +69,14 @@ class EdgeMagics(Magics):
     @line_magic
     def edge(self, line: str = ""):
         """Work with the fleet; `%edge` alone lists what it can do."""
-        words = shlex.split(line)
+        try:
+            words = shlex.split(line)
+        except ValueError as e:  # an unbalanced quote
+            raise UsageError(f"cannot read %edge {line!r}: {e}") from None
         if not words:
             print(USAGE)
             return None
-        command, rest = words[0], line.strip()[len(words[0]):].strip()
+        command, rest = words[0], shlex.join(words[1:])
         handler = getattr(self, f"_edge_{command}", None)
         if handler is None:
             raise UsageError(f"%edge has no command {command!r}\n\n{USAGE}")
@@ -162,6 +165,10 @@ class EdgeMagics(Magics):
 
     def _edge_config(self, rest: str):
         args = parse_options(self._config, rest)
+        if args.timeout is not None and not args.timeout > 0:
+            raise UsageError(f"--timeout must be a number of seconds above 0, not {args.timeout}")
+        if args.retries is not None and args.retries < 0:
+            raise UsageError(f"--retries must be 0 or more, not {args.retries}")
         for name in ("timeout", "retries"):
             value = getattr(args, name)
             if value is not None:
