@@ -19,7 +19,9 @@ from jupyter_edge import __version__
 def jp_server_config(fleet):
     # allow_unauthenticated_access=False: jupyter_server then warns (an error
     # here, with filterwarnings=error) about any route without an auth rule.
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_edge": True}, "allow_unauthenticated_access": False},
+    # (jupyter_server_terminals has such a route of its own: it is left out here.)
+    return {"ServerApp": {"jpserver_extensions": {"jupyter_edge": True, "jupyter_server_terminals": False},
+                          "allow_unauthenticated_access": False},
             "JupyterEdge": {"scheduler_address": fleet.address}}
 
 
@@ -88,6 +90,27 @@ async def test_routes_need_authentication(jp_fetch, jp_http_port, jp_base_url):
         response = await client.fetch(f"http://localhost:{jp_http_port}{jp_base_url}jupyter-edge/api/{path}",
                                       method=method, body=body, raise_error=False)
         assert response.code == 403, f"{method} {path} answered {response.code} without a token"
+
+
+async def test_writes_from_a_browser_session_need_the_xsrf_token(jp_fetch, jp_http_port, jp_base_url, jp_serverapp):
+    """A cookie session (how the sidebar talks) must send the XSRF token on writes."""
+    await get(jp_fetch, "fleet")
+    client = tornado.httpclient.AsyncHTTPClient()
+    base = f"http://localhost:{jp_http_port}{jp_base_url}"
+    token = jp_serverapp.identity_provider.token
+    login = await client.fetch(f"{base}tree?token={token}", follow_redirects=False, raise_error=False)
+    cookies = {}
+    for header in login.headers.get_list("Set-Cookie"):
+        name, _, rest = header.partition("=")
+        cookies[name] = rest.split(";")[0]
+    assert "_xsrf" in cookies and len(cookies) >= 2, f"no session from the token login: {cookies}"
+    jar = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    url = f"{base}jupyter-edge/api/jobs/abcdef12/cancel"
+    bare = await client.fetch(url, method="POST", body="", headers={"Cookie": jar}, raise_error=False)
+    assert bare.code == 403 and b"_xsrf" in bare.body, (bare.code, bare.body[:200])
+    signed = await client.fetch(url, method="POST", body="", raise_error=False,
+                                headers={"Cookie": jar, "X-XSRFToken": cookies["_xsrf"]})
+    assert signed.code == 404, f"with its XSRF token the session reaches the route: {signed.code}"
 
 
 async def test_an_unreachable_scheduler_is_a_state_not_an_error(jp_fetch, fleet):
