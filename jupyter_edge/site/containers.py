@@ -234,6 +234,8 @@ class ContainerEngine:
     def _follow_command(self, execution: str, container, on_output: Callable[[dict], None],
                         deadline: float | None, started: float) -> dict:
         """Stream the command's stdout and stderr; its exit code is its value."""
+        import requests  # the docker SDK's transport
+
         readers = [threading.Thread(target=_relay_logs, args=(container, name, on_output), daemon=True,
                                     name=f"edge-{name}-{execution}") for name in ("stdout", "stderr")]
         for reader in readers:
@@ -248,8 +250,8 @@ class ContainerEngine:
                                 started=started)
             try:
                 code = container.wait(timeout=_TICK)["StatusCode"]
-            except Exception:  # the wait timed out (the SDK raises its transport's error): keep watching
-                continue
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                continue  # still running (the SDK's wait times out through its HTTP transport)
             for reader in readers:
                 reader.join(10)
             value = pickle.dumps(code)
@@ -275,15 +277,19 @@ class ContainerEngine:
                         + (f"\n{logs}" if logs else ""), "ContainerRunnerDied", started=started)
 
     def _halt(self, container) -> None:
+        import docker
+
         try:
             container.stop(timeout=max(1, int(config.seconds("runner.interrupt-grace"))))
-        except Exception:  # already gone: removing it below is what matters
+        except docker.errors.DockerException:  # already gone: removing it below is what matters
             logger.debug("stopping container %s failed", container.id, exc_info=True)
 
     def _remove(self, container) -> None:
+        import docker
+
         try:
             container.remove(force=True)
-        except Exception:  # removed already (a sweep racing an execution's end)
+        except docker.errors.DockerException:  # removed already (a sweep racing an execution's end)
             logger.debug("removing container %s failed", container.id, exc_info=True)
 
 
