@@ -219,11 +219,9 @@ def status(address, scheduler_file, as_json, wait_for, timeout, **tls) -> None:
               help="Run it all over TLS, with certificates made under DATA_DIR/tls (a client one: client-notebook).")
 def demo(count, data_dir, port, scheduler_file, lab, no_s3, use_tls) -> None:
     """A whole local fleet with sample data, on 127.0.0.1, until Ctrl-C."""
-    import tempfile
+    from .demo import default_data_dir, demo_certificates, demo_cluster
 
-    from .demo import demo_certificates, demo_cluster
-
-    data_dir = data_dir or os.path.join(tempfile.gettempdir(), "jupyter-edge-demo")
+    data_dir = data_dir or default_data_dir()
     tls = demo_certificates(data_dir, count) if use_tls else None
     # The demo process is the scheduler and every site; one certificate serves them here.
     security = config.security(tls["scheduler"]) if tls else None

@@ -125,7 +125,7 @@ def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3:
     ``distributed.Security``) runs it all over TLS.
     """
     planned = plan_sites(sites)
-    data_dir = data_dir or os.path.join(tempfile.gettempdir(), "jupyter-edge-demo")
+    data_dir = data_dir or default_data_dir()
     make_sample_data(data_dir, planned)
     s3_server = None
     if s3 is None:
@@ -144,6 +144,11 @@ def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3:
     cluster.edge_s3 = s3_server
     cluster.edge_data_dir = data_dir
     return cluster
+
+
+def default_data_dir() -> str:
+    """Where the demo's sample data (and its TLS certificates) go unless told."""
+    return os.path.join(tempfile.gettempdir(), "jupyter-edge-demo")
 
 
 def demo_certificates(data_dir: str, sites: int) -> dict:

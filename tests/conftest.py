@@ -88,6 +88,19 @@ def ipshell():
     return shell
 
 
+@pytest.fixture(scope="module")
+def edge_shell(fleet, ipshell):
+    """The test shell with the %edge magics loaded and connected to this module's fleet."""
+    from IPython.utils.capture import capture_output
+
+    ipshell.run_line_magic("load_ext", "jupyter_edge")
+    with capture_output() as out:
+        ipshell.run_line_magic("edge", f"connect {fleet.address}")
+    assert "4 site(s)" in out.stdout, out.stdout
+    yield ipshell
+    ipshell.run_line_magic("edge", "disconnect")
+
+
 # --- subprocess fleets through the CLI -------------------------------------
 
 

@@ -312,12 +312,8 @@ def test_selector_parse_of_any_value(value):
 
 
 @pytest.fixture(scope="module")
-def ip(fleet, ipshell):
-    shell = ipshell
-    shell.run_line_magic("load_ext", "jupyter_edge")
-    with capture_output() as out:
-        shell.run_line_magic("edge", f"connect {fleet.address}")
-    assert "4 site(s)" in out.stdout
+def ip(edge_shell):
+    shell = edge_shell
     magics = shell.magics_manager.registry["EdgeMagics"]
     saved = dict(magics.defaults)
     magics.defaults.update(timeout=10.0, retries=0)  # a cell that sets none still ends soon
@@ -328,7 +324,6 @@ def ip(fleet, ipshell):
     shell.user_ns.pop("fz_value", None)
     for job in list(magics.jobs.values()):
         job.wait(30)
-    shell.run_line_magic("edge", "disconnect")
 
 
 def edge_magics(shell):

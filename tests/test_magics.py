@@ -11,14 +11,8 @@ from jupyter_edge.magics.display import EdgeCellError
 
 
 @pytest.fixture(scope="module")
-def ip(fleet, ipshell):
-    shell = ipshell
-    shell.run_line_magic("load_ext", "jupyter_edge")
-    with capture_output() as out:
-        shell.run_line_magic("edge", f"connect {fleet.address}")
-    assert "4 site(s)" in out.stdout
-    yield shell
-    shell.run_line_magic("edge", "disconnect")
+def ip(edge_shell):
+    return edge_shell
 
 
 def cell(ip, line, source):

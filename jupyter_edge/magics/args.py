@@ -12,57 +12,54 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def target_options(fn):
-    """Where a cell runs; they mean what they mean in ``Fleet.run``."""
-    for decorator in reversed([
-        argument_group("targets", "where the cell runs (filters combine with 'and')"),
-        argument("--data", metavar="NAME", help="once per shard of this dataset, at a site holding it"),
-        argument("--where", metavar="SELECTOR", help="label selector, e.g. 'region=eu,tier!=store'"),
-        argument("--gpus", metavar="N", type=int, help="each execution holds N GPUs"),
-        argument("--sites", metavar="A,B", type=_csv, help="these named sites"),
-        argument("--all", action="store_true", help="every site that matches the filters"),
-    ]):
-        fn = decorator(fn)
-    return fn
+def _option_group(title: str, description: str, *arguments):
+    """A decorator adding ``arguments`` under one heading of the magic's help."""
+    decorators = [argument_group(title, description), *arguments]
+
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
 
 
-def run_options(fn):
-    """How a cell runs; ``%edge config`` sets defaults for them."""
-    for decorator in reversed([
-        argument_group("running", "how the cell runs"),
-        argument("--timeout", metavar="SECONDS", type=float, help="stop every site after this long"),
-        argument("--retries", metavar="N", type=int, help="retry executions lost with their site"),
-    ]):
-        fn = decorator(fn)
-    return fn
+#: Where a cell runs; they mean what they mean in ``Fleet.run``.
+target_options = _option_group(
+    "targets", "where the cell runs (filters combine with 'and')",
+    argument("--data", metavar="NAME", help="once per shard of this dataset, at a site holding it"),
+    argument("--where", metavar="SELECTOR", help="label selector, e.g. 'region=eu,tier!=store'"),
+    argument("--gpus", metavar="N", type=int, help="each execution holds N GPUs"),
+    argument("--sites", metavar="A,B", type=_csv, help="these named sites"),
+    argument("--all", action="store_true", help="every site that matches the filters"),
+)
 
+#: How a cell runs; ``%edge config`` sets defaults for them.
+run_options = _option_group(
+    "running", "how the cell runs",
+    argument("--timeout", metavar="SECONDS", type=float, help="stop every site after this long"),
+    argument("--retries", metavar="N", type=int, help="retry executions lost with their site"),
+)
 
-def cell_options(fn):
-    for decorator in reversed([
-        argument_group("cell", "what the cell sends and keeps"),
-        argument("-o", "--out", metavar="NAME", help="store the JobResult (or, with --noblock, the Job) here"),
-        argument("--noblock", action="store_true", help="return at once; the Job goes to --out"),
-        argument("--push", metavar="A,B", type=_csv, help="send exactly these notebook names"),
-        argument("--no-push", action="store_true", help="send no notebook names"),
-        argument("--fresh", action="store_true", help="run in a clean namespace at each site"),
-    ]):
-        fn = decorator(fn)
-    return fn
+cell_options = _option_group(
+    "cell", "what the cell sends and keeps",
+    argument("-o", "--out", metavar="NAME", help="store the JobResult (or, with --noblock, the Job) here"),
+    argument("--noblock", action="store_true", help="return at once; the Job goes to --out"),
+    argument("--push", metavar="A,B", type=_csv, help="send exactly these notebook names"),
+    argument("--no-push", action="store_true", help="send no notebook names"),
+    argument("--fresh", action="store_true", help="run in a clean namespace at each site"),
+)
 
-
-def container_options(fn):
-    """A container per execution, at sites started with ``--docker``."""
-    for decorator in reversed([
-        argument_group("containers", "run in a fresh container at each site (sites started with --docker)"),
-        argument("--image", metavar="IMAGE", help="the image, from the site's engine (a cell needs python3 in it)"),
-        argument("--network", metavar="MODE", nargs="?", const=True,
-                 help="give the container a network (none by default); MODE e.g. host"),
-        argument("--cpus", metavar="N", type=float, help="CPUs the container may use"),
-        argument("--memory", metavar="SIZE", help="memory the container may use, e.g. 512MiB"),
-        argument("--pull", action="store_true", help="let the site's engine pull a missing image"),
-    ]):
-        fn = decorator(fn)
-    return fn
+#: A container per execution, at sites started with ``--docker``.
+container_options = _option_group(
+    "containers", "run in a fresh container at each site (sites started with --docker)",
+    argument("--image", metavar="IMAGE", help="the image, from the site's engine (a cell needs python3 in it)"),
+    argument("--network", metavar="MODE", nargs="?", const=True,
+             help="give the container a network (none by default); MODE e.g. host"),
+    argument("--cpus", metavar="N", type=float, help="CPUs the container may use"),
+    argument("--memory", metavar="SIZE", help="memory the container may use, e.g. 512MiB"),
+    argument("--pull", action="store_true", help="let the site's engine pull a missing image"),
+)
 
 
 CONTAINER_ONLY = ("network", "cpus", "memory", "pull")

@@ -8,17 +8,15 @@ never waits on a scheduler. An unreachable scheduler is a state in the answer
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
 from .. import config
 from ..fleet import Fleet
-from ..site.plugin import versions
 
 logger = logging.getLogger(__name__)
 
-# The server's own versions, for the sidebar to flag sites that differ.
-SERVER_VERSIONS = versions()
 
 
 class FleetManager:
@@ -92,7 +90,8 @@ class FleetManager:
         # The scheduler's own JSON, passed through: no objects built and taken apart again.
         model = await self._ask("_call", "edge_catalog")
         sites = [] if model is None else sorted(model["sites"], key=lambda s: s["name"])
-        return {"connection": self.connection(), "sites": sites, "versions": SERVER_VERSIONS,
+        # The server's own versions, for the sidebar to flag sites that differ.
+        return {"connection": self.connection(), "sites": sites, "versions": _server_versions(),
                 "time": time.time()}
 
     async def datasets(self) -> dict:
@@ -133,3 +132,9 @@ class FleetManager:
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
 
+
+@functools.cache
+def _server_versions() -> dict[str, str]:
+    from ..site.plugin import versions
+
+    return versions()

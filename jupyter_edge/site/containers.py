@@ -59,7 +59,6 @@ class ContainerEngine:
             raise ContainerError("containers need the docker package at the site: "
                                  "pip install 'jupyter-edge[docker]'") from None
         self.site = site
-        self.url = url
         try:
             self.client = docker.DockerClient(base_url=url) if url else docker.from_env()
             self.version = self.client.version().get("Version", "?")

@@ -249,9 +249,10 @@ class EdgeSitePlugin(WorkerPlugin):
     def execute(self, spec: dict) -> dict:
         """Run one execution, if the site's policy allows it (called from the task's thread)."""
         owner = self._owner(spec)
+        kind = audit.work_kind(spec)
+        image = spec["container"]["image"] if "container" in spec else None
         try:
-            self.policy.check(owner, spec.get("dataset"), _policy_kind(spec),
-                              spec["container"]["image"] if "container" in spec else None)
+            self.policy.check(owner, spec.get("dataset"), kind, image)
         except Refused as refused:
             result = self._refuse(spec, refused)
         else:
@@ -259,7 +260,7 @@ class EdgeSitePlugin(WorkerPlugin):
         decl = self.datasets.get(spec.get("dataset") or "")
         self.audit.record(site=str(self.worker.name), job=spec["job"], execution=spec["execution"], owner=owner,
                           dataset=spec.get("dataset"), shard=decl.shard if decl else None,
-                          kind=audit.work_kind(spec), image=spec.get("container", {}).get("image"),
+                          kind=kind, image=image,
                           cell_hash=audit.work_hash(spec), state=result["state"],
                           bytes_returned=result["bytes_returned"],
                           refused=getattr(result.get("refusal"), "rule", None))
@@ -356,7 +357,7 @@ class EdgeSitePlugin(WorkerPlugin):
         held = [g for g in self.gpus.gpus if g.index in gpus]
         work = {"payload": spec["payload"], "call": spec["call"]} if "payload" in spec else \
             {"cell": {**spec["cell"], "idle_limit": config.seconds("session-idle")},
-             "image_limit": config.nbytes("output-image-limit") if self.policy.output_images else 0}
+             "image_limit": config.nbytes("output-image-limit")}
         return {
             "op": "run",
             "execution": spec["execution"],
@@ -381,10 +382,6 @@ class EdgeSitePlugin(WorkerPlugin):
         if gpus:
             with self._gpu_lock:
                 self._free_gpus.extend(gpus)
-
-
-def _policy_kind(spec: dict) -> str:
-    return "container" if "container" in spec else ("cell" if "cell" in spec else "function")
 
 
 def _without_images(output: dict) -> dict:

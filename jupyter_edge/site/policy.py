@@ -91,18 +91,18 @@ class Policy:
         return any(ANYONE not in owners for owners in self.datasets.values())
 
     def check(self, owner: str, dataset: str | None, kind: str, image: str | None = None) -> None:
-        """Raise :class:`Refused` unless ``owner`` may run ``kind`` (``cell``,
-        ``function``, ``container``) on ``dataset``."""
+        """Raise :class:`Refused` unless ``owner`` may run this ``kind`` of work
+        (``cell``, ``function``, ...) on ``dataset``; ``image`` for a container."""
         if dataset is not None:
             rule = dataset if dataset in self.datasets else ANYONE
             owners = self.datasets[rule]
             if ANYONE not in owners and owner not in owners:
                 raise Refused(f"datasets.{rule}", f"dataset {dataset!r} is for {', '.join(owners) or 'no one'}; "
                                                   f"this job's owner is {owner!r}")
-        if kind in ("cell", "function") and not self.cells:
+        if image is None and not self.cells:
             allowed = ", ".join(self.images) if ANYONE not in self.images else "any image"
             raise Refused("cells", f"this site runs no arbitrary {kind}s, only container images ({allowed})")
-        if kind == "container" and ANYONE not in self.images and image not in self.images:
+        if image is not None and ANYONE not in self.images and image not in self.images:
             raise Refused("images", f"image {image!r} is not allowed here; allowed: {', '.join(self.images) or 'none'}")
 
     def result_limit_for(self, configured: int) -> int:
