@@ -5,7 +5,9 @@ each site's state live, and a cancel from the sidebar."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,11 +152,38 @@ def active_cell_source(page) -> str:
 
 
 def test_clicking_a_dataset_inserts_its_cell(page):
-    run_command(page, "notebook:create-new", {"kernelName": "python3"})
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-    page.click(".jp-EdgeDataset[data-dataset='weather']")
-    page.wait_for_function("window.jupyterapp.shell.currentWidget.content.activeCell"
-                           ".model.sharedModel.getSource().startsWith('%%edge')")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    # Hold the new notebook's file on its way from the server, and click while
+    # it is held: the notebook shows a placeholder cell then, which loading the
+    # file replaces, so a cell inserted before the load would be lost (it was,
+    # now and then, before the insert waited for the load).
+    notebook_file = re.compile(r"/api/contents/Untitled[^/?]*\.ipynb\?.*content=1")
+    held = []
+
+    def hold(route):
+        held.append(route)
+
+    page.route(notebook_file, hold)
+    try:
+        run_command(page, "notebook:create-new", {"kernelName": "python3"})
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+        page.wait_for_function("window.jupyterapp.shell.currentWidget?.context?.isReady === false")
+        page.click(".jp-EdgeDataset[data-dataset='weather']")
+        page.wait_for_timeout(300)  # time for an early insert to happen, were it to
+        assert held, "the new notebook's file was never requested"
+    finally:
+        for route in held:
+            route.continue_()
+        page.unroute(notebook_file)
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.context.isReady")
+    with contextlib.suppress(PlaywrightTimeout):  # the assertion below says what came instead
+        page.wait_for_function("window.jupyterapp.shell.currentWidget.content.activeCell"
+                               ".model.sharedModel.getSource().startsWith('%%edge')", timeout=10_000)
+    sources = page.evaluate("window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells"
+                            ".map(c => c.getSource())")
+    assert [source.splitlines()[:1] for source in sources] == [["%%edge --data weather"]], \
+        f"expected the new notebook to hold one cell, the dataset's %%edge cell; it holds {sources}"
     assert active_cell_source(page).splitlines()[0] == "%%edge --data weather"
     # The editor shows it too, not only the model.
     page.wait_for_selector(".jp-Notebook .jp-Cell.jp-mod-active .cm-content:has-text('%%edge --data weather')")

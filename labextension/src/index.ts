@@ -95,8 +95,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         let panel = notebooks.currentWidget;
         if (!panel) {
           panel = (await commands.execute('notebook:create-new', { kernelName: undefined })) as NotebookPanel;
-          await panel.context.ready;
         }
+        // A notebook that is still opening replaces its cells once its file has
+        // loaded, which would drop a cell inserted before then.
+        await panel.context.ready;
         insertCell(panel, edgeCellSource(dataset));
         shell.activateById(panel.id);
       }
