@@ -201,6 +201,14 @@ def set_cells(page, sources: list[str]) -> None:
     }""", sources)
 
 
+def ready_notebook(page) -> None:
+    """Make sure a notebook is the current widget and its file has loaded (until
+    then, loading replaces whatever cells it shows)."""
+    if not page.evaluate("!!window.jupyterapp.shell.currentWidget?.content?.model?.sharedModel?.cells"):
+        run_command(page, "notebook:create-new", {"kernelName": "python3"})
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.context.isReady")
+
+
 def wait_for_kernel_idle(page) -> None:
     page.wait_for_function("(() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
                            " return s.session && s.session.kernel && s.session.kernel.status === 'idle'; })()",
@@ -226,6 +234,7 @@ def execution_states(page, job_id: str) -> dict[str, str]:
 
 
 def test_a_notebook_job_shows_each_sites_state_live(page, demo):
+    ready_notebook(page)
     wait_for_kernel_idle(page)
     set_cells(page, ["%load_ext jupyter_edge",
                      "%%edge --data weather\nimport time  # browser-test-live\ntime.sleep(3)\nprint('read', dataset.path)"])
@@ -247,6 +256,7 @@ def test_a_notebook_job_shows_each_sites_state_live(page, demo):
 
 
 def test_cancel_from_the_sidebar_stops_the_job(page, demo):
+    ready_notebook(page)
     wait_for_kernel_idle(page)
     set_cells(page, ["%%edge --data logs\nimport time  # browser-test-cancel\ntime.sleep(120)"])
     run_command(page, "notebook:run-all-cells", wait=False)
