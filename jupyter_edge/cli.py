@@ -131,21 +131,9 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
         parsed_labels = dict(parse_label(text) for text in labels)
         declared = [parse_dataset_option(text, name) for text in datasets]
         inventory = discover_gpus(parse_gpus_option(gpus))
-        docker = None if docker_url is None else (docker_url or True)
         policy = Policy.load(policy_file) if policy_file else None
-        plugin = EdgeSitePlugin(labels=parsed_labels, datasets=declared, gpus=inventory, docker=docker,
-                                policy=policy, audit_log=audit_log)
     except (ValueError, SelectorError) as e:
         raise click.UsageError(str(e)) from None
-    if docker is not None:
-        from .site.containers import ContainerEngine, ContainerError
-
-        try:  # fail here, clearly, rather than in the worker's plugin setup
-            engine = ContainerEngine(name, None if docker is True else docker)
-            click.echo(f"site {name}: containers through docker {engine.version}", err=True)
-            engine.close()
-        except ContainerError as e:
-            raise click.ClickException(str(e)) from None
     if nthreads < 1:
         raise click.UsageError("--nthreads must be at least 1")
     security = _security(**tls)
@@ -156,6 +144,22 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
             check_scheme(address, security)
         except ValueError as e:
             raise click.UsageError(str(e)) from None
+    engine = None
+    if docker_url is not None:
+        from .site.containers import ContainerEngine, ContainerError
+
+        try:  # connect here, to fail clearly rather than in the worker's plugin setup; the site keeps it
+            engine = ContainerEngine(name, docker_url or None)
+        except ContainerError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"site {name}: containers through docker {engine.version}", err=True)
+    try:
+        plugin = EdgeSitePlugin(labels=parsed_labels, datasets=declared, gpus=inventory, docker=engine,
+                                policy=policy, audit_log=audit_log)
+    except ValueError as e:
+        if engine is not None:
+            engine.close()
+        raise click.UsageError(str(e)) from None
     click.echo(f"site {name}: GPUs {inventory.state.value} ({inventory.detail or 'none'})", err=True)
 
     async def run() -> None:

@@ -296,6 +296,27 @@ def test_a_policy_refuses_images_it_does_not_list(engine):
         cluster.close()
 
 
+def test_a_cli_site_with_docker_runs_containers(engine, cli_fleet, tmp_path):
+    """``jupyter-edge worker --docker URL`` as an operator starts it: the site
+    reports the engine and runs a command in a container at its own dataset."""
+    fleet_processes = cli_fleet()
+    folder = tmp_path / "lyon" / "sensors"
+    folder.mkdir(parents=True)
+    (folder / "lyon.csv").write_text("site,value\nlyon,1\n")
+    fleet_processes.add_site("lyon", "--dataset", f"sensors={folder}", "--docker", engine.url)
+    with fleet_processes.connect(1) as fleet:
+        site = fleet.catalog(fresh=True).sites["lyon"]
+        assert site.containers and IMAGE in site.containers["images"], \
+            f"expected lyon to report its engine and images; it reports {site.containers}"
+        assert site.labels["edge.executor"] == "docker"
+        result = fleet.run_command(["sh", "-c", 'ls "$EDGE_DATASET_PATH"'], data="sensors", image=IMAGE,
+                                   timeout=60)
+        assert dict(result) == {"lyon": 0}, f"expected the command to run at lyon: {result.errors}"
+        assert {"name": "stdout", "text": "lyon.csv\n"} in result.outputs["lyon"], result.outputs["lyon"]
+    assert "containers through docker" in fleet_processes.log("lyon")
+    wait_no_containers(engine)
+
+
 def test_a_worker_without_an_engine_says_so(tmp_path):
     done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x",
                            "--docker", f"unix://{tmp_path}/no.sock"], capture_output=True, text=True, timeout=60)

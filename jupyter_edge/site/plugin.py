@@ -82,12 +82,13 @@ class EdgeSitePlugin(WorkerPlugin):
     def __init__(self, labels: dict[str, str] | None = None,
                  datasets: list[DatasetDeclaration] | tuple = (),
                  gpus: str | int | GPUInventory | None = None, storage_options: dict | None = None,
-                 docker: str | bool | None = None, policy: Policy | None = None, audit_log: str | None = None):
+                 docker: str | bool | ContainerEngine | None = None, policy: Policy | None = None, audit_log: str | None = None):
         self.labels = check_labels(labels or {})
         self.policy = policy or Policy()
         self._audit_path = audit_log  # default: config, else the site's state folder
         self.audit: AuditLog | None = None
-        # ``docker``: run container executions through this engine (True: $DOCKER_HOST).
+        # ``docker``: run container executions through this engine (True: $DOCKER_HOST),
+        # or through this already connected one, which the site then owns.
         self.docker = docker
         self.containers: ContainerEngine | None = None
         self.container_info: dict | None = None
@@ -150,7 +151,10 @@ class EdgeSitePlugin(WorkerPlugin):
 
     def _start_containers(self, site: str) -> None:
         """Connect to the engine, sweep this site's leftovers, and say so in the labels."""
-        self.containers = ContainerEngine(site, None if self.docker is True else str(self.docker))
+        if isinstance(self.docker, ContainerEngine):
+            self.containers = self.docker
+        else:
+            self.containers = ContainerEngine(site, None if self.docker is True else str(self.docker))
         self.containers.sweep()
         self.container_info = self.containers.describe()
         self.labels = {**self.labels, EXECUTOR_LABEL: "docker"}
