@@ -11,6 +11,7 @@ import time
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from jupyter_edge import Fleet
 from jupyter_edge.local import SiteSpec, local_cluster
@@ -18,6 +19,12 @@ from jupyter_edge.site.dataset import DatasetDeclaration
 
 # A real Jupyter server for the REST routes' tests (jp_fetch, jp_serverapp).
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+# The fuzz tests draw new inputs on every run; CI (HYPOTHESIS_PROFILE=ci) draws
+# the same ones each time, so whether a change lands does not hang on the draw.
+# What a local run finds becomes an @example in tests/test_fuzz.py.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Sites keep audit logs in their state folder: the tests' sites (and the
 # subprocesses they start) keep theirs in a folder of this run, not in ~.
