@@ -171,3 +171,26 @@ def cli_fleet(tmp_path):
     yield start
     for f in fleets:
         f.close()
+
+
+# --- a real kernel ------------------------------------------------------------
+
+
+def kernel_outputs(kc, msg_id: str, timeout: float = 60) -> tuple[list[dict], str]:
+    """The outputs of the execution ``msg_id`` until the kernel is idle again, and
+    its reply's status ("ok" or "error")."""
+    outputs = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+        if msg["msg_type"] in ("stream", "error", "display_data", "execute_result"):
+            outputs.append(msg)
+    return outputs, kc.get_shell_msg(timeout=timeout)["content"]["status"]
+
+
+def run_in_kernel(kc, code: str, timeout: float = 60) -> tuple[list[dict], str]:
+    """Execute ``code`` in the kernel; its outputs and the reply's status."""
+    return kernel_outputs(kc, kc.execute(code), timeout)

@@ -21,6 +21,7 @@ from browser import (  # the two fixtures replace pytest-jupyter's for this modu
     open_lab,
     require_browser,
 )
+from conftest import kernel_outputs, run_in_kernel
 from distributed import Client
 from dockerd import IMAGE, Engine, python_rootfs, require_docker
 from IPython.core.error import UsageError
@@ -189,6 +190,33 @@ def test_a_cancel_stops_and_removes_the_container(docker_fleet, engine):
     assert job.wait(30), "the job did not end after its cancel"
     assert job.executions[0].state == "cancelled"
     wait_no_containers(engine, timeout=30, **{"jupyter-edge.job": job.id})
+
+
+def test_a_kernel_interrupt_stops_and_removes_the_containers(docker_fleet, engine):
+    """Interrupting the kernel of a notebook whose cell runs in containers ends
+    every execution cancelled, with no container left, and the kernel goes on."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        _, status = run_in_kernel(kc, f"%load_ext jupyter_edge\n%edge connect {docker_fleet.address}")
+        assert status == "ok"
+        msg_id = kc.execute(f"%edge run --data sensors --image {IMAGE} -o stopped -- sleep 300")
+        deadline = time.monotonic() + 60
+        while len(engine.containers()) < len(DOCKER_SITES):
+            assert time.monotonic() < deadline, f"the containers never started: {engine.containers()}"
+            time.sleep(0.1)
+        km.interrupt_kernel()
+        outputs, status = kernel_outputs(kc, msg_id, timeout=60)
+        assert status == "error" and any(m["msg_type"] == "error" and m["content"]["ename"] == "JobInterrupted"
+                                         for m in outputs), outputs
+        wait_no_containers(engine, timeout=30)
+        outputs, _ = run_in_kernel(kc, "print(sorted({ex.state.value for ex in stopped.executions.values()}))")
+        said = "".join(m["content"].get("text", "") for m in outputs)
+        assert said.strip() == "['cancelled']", f"expected every execution cancelled; the kernel said {said!r}"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 def test_a_missing_image_fails_that_execution_clearly(docker_fleet):

@@ -8,9 +8,8 @@ import time
 
 import nbformat
 import pytest
+from conftest import kernel_outputs, run_in_kernel, write_sensors
 from nbclient import NotebookClient
-
-from conftest import write_sensors
 
 pytestmark = pytest.mark.e2e
 
@@ -85,22 +84,6 @@ def test_notebook_outputs_are_labelled_rich_and_in_the_cell_that_asked(cli_fleet
     assert frame.outputs[0].data["text/plain"] == "['berlin', 'boston', 'paris']"
 
 
-def run(kc, code, timeout=60):
-    """Execute ``code`` in the kernel; its outputs and the reply's status."""
-    msg_id = kc.execute(code)
-    outputs = []
-    while True:
-        msg = kc.get_iopub_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            break
-        if msg["msg_type"] in ("stream", "error", "display_data", "execute_result"):
-            outputs.append(msg)
-    reply = kc.get_shell_msg(timeout=timeout)
-    return outputs, reply["content"]["status"]
-
-
 def text_of(outputs) -> str:
     return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
 
@@ -110,9 +93,9 @@ def test_kernel_interrupt_stops_every_site_and_the_next_cell_runs(tmp_path):
 
     km, kc = start_new_kernel(kernel_name="python3")
     try:
-        _, status = run(kc, "%load_ext jupyter_edge\n%edge connect --demo")
+        _, status = run_in_kernel(kc, "%load_ext jupyter_edge\n%edge connect --demo")
         assert status == "ok"
-        run(kc, "%%edge --where region=eu\nkept = site.name")
+        run_in_kernel(kc, "%%edge --where region=eu\nkept = site.name")
         marker = tmp_path / "after-the-loop"
         msg_id = kc.execute(f"%%edge --where region=eu -o stopped\nwhile True:\n    pass\n"
                             f"open({str(marker)!r} + site.name, 'w')")
@@ -125,22 +108,15 @@ def test_kernel_interrupt_stops_every_site_and_the_next_cell_runs(tmp_path):
             assert time.monotonic() < deadline
         time.sleep(2)
         km.interrupt_kernel()
-        outputs = []
-        while True:
-            msg = kc.get_iopub_msg(timeout=30)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-            outputs.append(msg)
-        assert kc.get_shell_msg(timeout=30)["content"]["status"] == "error"
+        outputs, status = kernel_outputs(kc, msg_id, timeout=30)
+        assert status == "error"
         said = text_of(outputs)
         assert "2 cancelled" in said and "names there are kept" in said, said
         assert any(m["msg_type"] == "error" and m["content"]["ename"] == "JobInterrupted" for m in outputs)
 
-        outputs, status = run(kc, "print({s: ex.state.value for s, ex in stopped.executions.items()})")
+        outputs, status = run_in_kernel(kc, "print({s: ex.state.value for s, ex in stopped.executions.items()})")
         assert "'berlin': 'cancelled'" in text_of(outputs) and "'paris': 'cancelled'" in text_of(outputs)
-        outputs, status = run(kc, "%%edge --where region=eu\nprint('still', kept)")
+        outputs, status = run_in_kernel(kc, "%%edge --where region=eu\nprint('still', kept)")
         assert status == "ok"
         said = text_of(outputs)
         assert "[stdout:berlin] still berlin" in said and "[stdout:paris] still paris" in said
