@@ -90,6 +90,9 @@ class DemoS3:
     def __init__(self):
         from moto.server import ThreadedMotoServer
 
+        # The server logs every request through werkzeug's logger: a line per S3
+        # call, in the demo's terminal or the notebook cell that started it.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()

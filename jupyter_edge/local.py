@@ -8,6 +8,7 @@ scheduler`` and ``jupyter-edge worker`` on their own machines.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from .site.dataset import DatasetDeclaration
@@ -45,9 +46,14 @@ def site_worker_spec(site: SiteSpec, storage_options: dict | None = None, securi
 
 def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str | None = None,
                   asynchronous: bool = False, storage_options: dict | None = None,
-                  name: str = "jupyter-edge fleet", scheduler_plugin: bool = True, security=None):
+                  name: str = "jupyter-edge fleet", scheduler_plugin: bool = True, security=None,
+                  silence_logs: int | bool = logging.WARN):
     """A ``SpecCluster`` with the edge scheduler plugin (unless told not to:
-    a Fleet installs it on first contact) and one worker per site."""
+    a Fleet installs it on first contact) and one worker per site.
+
+    As with ``LocalCluster``, Dask's logs below ``silence_logs`` stay quiet while
+    the fleet runs (in a notebook they would fill the cell that started it);
+    ``silence_logs=False`` keeps them."""
     from distributed import Scheduler, SpecCluster
 
     from .scheduler import EdgeSchedulerPlugin
@@ -61,4 +67,4 @@ def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str |
     if security is not None:  # TLS between every part: the scheduler, the sites, this process's client
         scheduler["options"].update(security=security, protocol="tls")
     return SpecCluster(workers=workers, scheduler=scheduler, asynchronous=asynchronous, name=name,
-                       security=security)
+                       security=security, silence_logs=silence_logs)

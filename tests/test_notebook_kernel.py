@@ -88,6 +88,26 @@ def text_of(outputs) -> str:
     return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
 
 
+def test_an_embedded_demo_keeps_dask_and_s3_logs_out_of_the_cell():
+    """``%edge connect --demo`` starts a fleet inside the kernel: the cell says it
+    connected, without a line of the scheduler's, sites' or S3 server's logging."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        outputs, status = run_in_kernel(kc, "%load_ext jupyter_edge\n%edge connect --demo")
+        assert status == "ok" and "site(s)" in text_of(outputs), outputs
+        stderr = "".join(m["content"]["text"] for m in outputs
+                         if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
+        logged = [line for line in stderr.splitlines() if " - INFO - " in line or ' HTTP/1.1" ' in line]
+        assert not logged, f"expected no log lines in the cell; it shows {len(logged)}, e.g. {logged[:3]}"
+        outputs, status = run_in_kernel(kc, "%%edge --data archive\nprint(sorted(dataset.files()))")
+        assert status == "ok" and "2024.csv" in text_of(outputs), "the embedded demo's S3 dataset is unreadable"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def test_kernel_interrupt_stops_every_site_and_the_next_cell_runs(tmp_path):
     from jupyter_client.manager import start_new_kernel
 
