@@ -194,3 +194,9 @@ def kernel_outputs(kc, msg_id: str, timeout: float = 60) -> tuple[list[dict], st
 def run_in_kernel(kc, code: str, timeout: float = 60) -> tuple[list[dict], str]:
     """Execute ``code`` in the kernel; its outputs and the reply's status."""
     return kernel_outputs(kc, kc.execute(code), timeout)
+
+
+def stream_text(outputs: list[dict], name: str | None = None) -> str:
+    """What ``outputs`` printed: stdout and stderr, or only the stream ``name``."""
+    return "".join(m["content"]["text"] for m in outputs
+                   if m["msg_type"] == "stream" and name in (None, m["content"]["name"]))

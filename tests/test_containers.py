@@ -21,7 +21,7 @@ from browser import (  # the two fixtures replace pytest-jupyter's for this modu
     open_lab,
     require_browser,
 )
-from conftest import kernel_outputs, run_in_kernel
+from conftest import kernel_outputs, run_in_kernel, stream_text
 from distributed import Client
 from dockerd import IMAGE, Engine, python_rootfs, require_docker
 from IPython.core.error import UsageError
@@ -212,7 +212,7 @@ def test_a_kernel_interrupt_stops_and_removes_the_containers(docker_fleet, engin
                                          for m in outputs), outputs
         wait_no_containers(engine, timeout=30)
         outputs, _ = run_in_kernel(kc, "print(sorted({ex.state.value for ex in stopped.executions.values()}))")
-        said = "".join(m["content"].get("text", "") for m in outputs)
+        said = stream_text(outputs)
         assert said.strip() == "['cancelled']", f"expected every execution cancelled; the kernel said {said!r}"
     finally:
         kc.stop_channels()

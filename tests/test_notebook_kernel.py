@@ -8,7 +8,7 @@ import time
 
 import nbformat
 import pytest
-from conftest import kernel_outputs, run_in_kernel, write_sensors
+from conftest import kernel_outputs, run_in_kernel, stream_text, write_sensors
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.e2e
@@ -84,10 +84,6 @@ def test_notebook_outputs_are_labelled_rich_and_in_the_cell_that_asked(cli_fleet
     assert frame.outputs[0].data["text/plain"] == "['berlin', 'boston', 'paris']"
 
 
-def text_of(outputs) -> str:
-    return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
-
-
 def test_an_embedded_demo_keeps_dask_and_s3_logs_out_of_the_cell():
     """``%edge connect --demo`` starts a fleet inside the kernel: the cell says it
     connected, without a line of the scheduler's, sites' or S3 server's logging."""
@@ -96,13 +92,12 @@ def test_an_embedded_demo_keeps_dask_and_s3_logs_out_of_the_cell():
     km, kc = start_new_kernel(kernel_name="python3")
     try:
         outputs, status = run_in_kernel(kc, "%load_ext jupyter_edge\n%edge connect --demo")
-        assert status == "ok" and "site(s)" in text_of(outputs), outputs
-        stderr = "".join(m["content"]["text"] for m in outputs
-                         if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
-        logged = [line for line in stderr.splitlines() if " - INFO - " in line or ' HTTP/1.1" ' in line]
+        assert status == "ok" and "site(s)" in stream_text(outputs), outputs
+        logged = [line for line in stream_text(outputs, "stderr").splitlines()
+                  if " - INFO - " in line or ' HTTP/1.1" ' in line]
         assert not logged, f"expected no log lines in the cell; it shows {len(logged)}, e.g. {logged[:3]}"
         outputs, status = run_in_kernel(kc, "%%edge --data archive\nprint(sorted(dataset.files()))")
-        assert status == "ok" and "2024.csv" in text_of(outputs), "the embedded demo's S3 dataset is unreadable"
+        assert status == "ok" and "2024.csv" in stream_text(outputs), "the embedded demo's S3 dataset is unreadable"
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
@@ -130,15 +125,15 @@ def test_kernel_interrupt_stops_every_site_and_the_next_cell_runs(tmp_path):
         km.interrupt_kernel()
         outputs, status = kernel_outputs(kc, msg_id, timeout=30)
         assert status == "error"
-        said = text_of(outputs)
+        said = stream_text(outputs)
         assert "2 cancelled" in said and "names there are kept" in said, said
         assert any(m["msg_type"] == "error" and m["content"]["ename"] == "JobInterrupted" for m in outputs)
 
         outputs, status = run_in_kernel(kc, "print({s: ex.state.value for s, ex in stopped.executions.items()})")
-        assert "'berlin': 'cancelled'" in text_of(outputs) and "'paris': 'cancelled'" in text_of(outputs)
+        assert "'berlin': 'cancelled'" in stream_text(outputs) and "'paris': 'cancelled'" in stream_text(outputs)
         outputs, status = run_in_kernel(kc, "%%edge --where region=eu\nprint('still', kept)")
         assert status == "ok"
-        said = text_of(outputs)
+        said = stream_text(outputs)
         assert "[stdout:berlin] still berlin" in said and "[stdout:paris] still paris" in said
         assert not list(tmp_path.glob("after-the-loop*")), "the loop went on after the interrupt"
     finally:

@@ -22,9 +22,9 @@ from tornado.ioloop import PeriodicCallback
 from .. import config
 from ..catalog import DatasetShard, Site
 from ..placement import EXECUTOR_LABEL
-from .containers import ContainerEngine
 from . import audit
 from .audit import AuditLog
+from .containers import ContainerEngine
 from .dataset import DatasetDeclaration, scan
 from .gpu import GPUInventory, GPUState, discover_gpus
 from .policy import Policy, Refused
@@ -82,7 +82,8 @@ class EdgeSitePlugin(WorkerPlugin):
     def __init__(self, labels: dict[str, str] | None = None,
                  datasets: list[DatasetDeclaration] | tuple = (),
                  gpus: str | int | GPUInventory | None = None, storage_options: dict | None = None,
-                 docker: str | bool | ContainerEngine | None = None, policy: Policy | None = None, audit_log: str | None = None):
+                 docker: str | bool | ContainerEngine | None = None, policy: Policy | None = None,
+                 audit_log: str | None = None):
         self.labels = check_labels(labels or {})
         self.policy = policy or Policy()
         self._audit_path = audit_log  # default: config, else the site's state folder
