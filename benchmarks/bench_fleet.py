@@ -306,13 +306,15 @@ def measure_placement(fleet, names, n=50) -> dict:
 
 
 def measure_rpc(fleet, n: int) -> dict:
+    from jupyter_edge.protocol import CATALOG_HANDLER
+
     client = fleet.client
     bare, cat = [], []
     for _ in range(n):
         t0 = perf_counter()
         client.sync(client.scheduler.get_metadata, keys=["jupyter-edge-bench"], default=None)
         t1 = perf_counter()
-        fleet._call("edge_catalog")
+        fleet._call(CATALOG_HANDLER)
         t2 = perf_counter()
         bare.append(t1 - t0)
         cat.append(t2 - t1)

@@ -26,7 +26,16 @@ from .job import Job
 from .jobs import JobInterrupted, JobRecord
 from .placement import NO_TARGET, Placement, PlacementError, Request, place
 from .result import JobResult
-from .scheduler import CATALOG_TOPIC, OUTPUT_TOPIC, EdgeSchedulerPlugin
+from .protocol import (
+    CANCEL_HANDLER,
+    CATALOG_HANDLER,
+    CATALOG_TOPIC,
+    JOB_HANDLER,
+    JOB_TOPIC,
+    JOBS_HANDLER,
+    Kind,
+)
+from .scheduler import EdgeSchedulerPlugin
 
 __all__ = ["Fleet", "Job"]
 
@@ -54,7 +63,7 @@ class Fleet:
         self._ensure_scheduler_plugin()
         self._live: dict[str, Job] = {}  # running jobs, for their live output
         client.subscribe_topic(CATALOG_TOPIC, self._on_catalog_change)
-        client.subscribe_topic(OUTPUT_TOPIC, self._on_output)
+        client.subscribe_topic(JOB_TOPIC, self._on_job_news)
 
     @classmethod
     def connect(cls, address: str | None = None, *, scheduler_file: str | None = None,
@@ -103,7 +112,7 @@ class Fleet:
     def _ensure_scheduler_plugin(self) -> None:
         """A plain ``dask scheduler`` gets the catalog plugin on first contact
         (Dask answers an unknown handler with nothing)."""
-        if self._call("edge_catalog") is None:
+        if self._call(CATALOG_HANDLER) is None:
             self.client.register_plugin(EdgeSchedulerPlugin())
 
     def _call(self, op: str, **kwargs):
@@ -132,22 +141,26 @@ class Fleet:
             with self._lock:
                 if self._cached is not None:
                     return self._cached
-        catalog = Catalog.from_dict(self._call("edge_catalog"))
+        catalog = Catalog.from_dict(self._call(CATALOG_HANDLER))
         with self._lock:
             self._cached, self._cached_at = catalog, time.monotonic()
         return catalog
 
-    def _on_output(self, event) -> None:
+    def _on_job_news(self, event) -> None:
+        """A running job's news (see :mod:`jupyter_edge.protocol`), by its kind."""
         _, msg = event
         job = self._live.get(msg["job"])
         if job is None:
             return
-        if "state" in msg:
+        kind = msg["kind"]
+        if kind == Kind.STATE:
             job._on_state(msg)
-        elif "outcome" in msg:
+        elif kind == Kind.OUTCOME:
             job._outcomes[msg["execution"]] = msg["outcome"]
-        else:
+        elif kind == Kind.OUTPUT:
             job._on_output(msg["site"], msg["outputs"])
+        else:
+            logger.warning("job %s: news of an unknown kind %r (a newer scheduler?)", msg["job"], kind)
 
     def _on_catalog_change(self, event) -> None:
         with self._lock:
@@ -202,7 +215,7 @@ class Fleet:
 
     def jobs(self, limit: int | None = None) -> list[JobRecord]:
         """The fleet's jobs, newest first, as the scheduler's registry has them."""
-        return [JobRecord.from_dict(j) for j in self._call("edge_jobs", limit=limit)]
+        return [JobRecord.from_dict(j) for j in self._call(JOBS_HANDLER, limit=limit)]
 
     def job(self, job_id: str, wait: float = 2.0) -> JobRecord:
         """One job from the fleet's registry (``KeyError`` if it has none).
@@ -210,11 +223,11 @@ class Fleet:
         A job registers with its tasks, which may trail this request by a few
         milliseconds: an unknown id is asked again for up to ``wait`` seconds.
         """
-        found = self._call("edge_job", job=job_id)
+        found = self._call(JOB_HANDLER, job=job_id)
         deadline = time.monotonic() + wait
         while found is None and time.monotonic() < deadline:
             time.sleep(0.02)
-            found = self._call("edge_job", job=job_id)
+            found = self._call(JOB_HANDLER, job=job_id)
         if found is None:
             raise KeyError(f"no job {job_id!r} in the fleet's registry")
         return JobRecord.from_dict(found)
@@ -224,7 +237,7 @@ class Fleet:
         the executions it stopped. ``KeyError`` if there is no such job,
         ``PermissionError`` if it is someone else's (over TLS, the certificates
         say who is who)."""
-        found = self._call("edge_cancel", job=job_id, by=self.identity)
+        found = self._call(CANCEL_HANDLER, job=job_id, by=self.identity)
         if found is None:
             raise KeyError(f"no job {job_id!r} in the fleet's registry")
         if found.get("refused"):
@@ -316,17 +329,31 @@ class Fleet:
         stream back as output; the exit code is the value, and a non-zero one
         fails the execution.
         """
-        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all, executor="docker")
-        work = _container_work(image, command=command, network=network, cpus=cpus, memory=memory, pull=pull)
-        return self._start(work, request, timeout, retries, shlex.join(command)[:120], supervise_in_thread=True,
-                           on_output=on_output)
+        return self._start_command(command, image, data, where, gpus, sites, all, timeout, retries, on_output,
+                                   network, cpus, memory, pull, supervise_in_thread=True)
 
-    def run_command(self, command: list[str], *, image: str, on_start=None, **options) -> JobResult:
-        """:meth:`submit_command`, then wait: a :class:`JobResult` of exit codes."""
-        job = self.submit_command(command, image=image, **options)
+    def run_command(self, command: list[str], *, image: str, data: str | None = None, where: str | None = None,
+                    gpus: int = 0, sites=None, all: bool = False, timeout: float | None = None,
+                    retries: int = 0, on_output=None, network: bool | str | None = None,
+                    cpus: float | None = None, memory: int | str | None = None, pull: bool = False,
+                    on_start=None) -> JobResult:
+        """:meth:`submit_command`, then wait: a :class:`JobResult` of exit codes.
+        ``on_start(job)`` is called once the job is launched (a progress view).
+        Interrupting it (Ctrl-C) cancels the job at every site, then re-raises."""
+        job = self._start_command(command, image, data, where, gpus, sites, all, timeout, retries, on_output,
+                                  network, cpus, memory, pull, supervise_in_thread=False)
         if on_start is not None:
             on_start(job)
         return _supervise_here(job)
+
+    def _start_command(self, command, image, data, where, gpus, sites, all, timeout, retries, on_output,
+                       network, cpus, memory, pull, supervise_in_thread: bool) -> Job:
+        # Supervised by one thread only: a second supervisor would count the
+        # job's executions out of flight twice and collect its results twice.
+        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all, executor="docker")
+        work = _container_work(image, command=command, network=network, cpus=cpus, memory=memory, pull=pull)
+        return self._start(work, request, timeout, retries, shlex.join(command)[:120],
+                           supervise_in_thread=supervise_in_thread, on_output=on_output)
 
     def _cell_or_container_work(self, source: str, names, session, fresh, image, container: dict) -> dict:
         if image is None:

@@ -23,8 +23,8 @@ from distributed.client import FIRST_COMPLETED, Future, FuturesCancelledError
 from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import Placement, PlacementError, Request
 from .result import JobResult
-from .scheduler import ANNOTATION
-from .site.plugin import EXECUTION_TOPIC, run_execution
+from .protocol import ANNOTATION, EXECUTION_TOPIC, execution_news, job_annotation
+from .site.plugin import run_execution
 
 if TYPE_CHECKING:
     from .fleet import Fleet
@@ -89,7 +89,7 @@ class Job:
     def _annotation(self, ex: Execution) -> dict:
         job = {"id": self.id, "source": self.source, "request": self.request.to_dict(),
                "owner": self.owner, "created": self.created}
-        return {"job": job, "execution": ex.to_dict(outputs=False)}
+        return job_annotation(job, ex.to_dict(outputs=False))
 
     def _spec(self, ex: Execution) -> dict:
         return {"execution": ex.id, "job": ex.job, "owner": self.owner, **self._work,
@@ -249,10 +249,8 @@ class Job:
 
     def _report(self, ex: Execution) -> None:
         """Tell the registry what only this client knows (a timeout, a cancel)."""
-        self.fleet.client.log_event(EXECUTION_TOPIC, {
-            "execution": ex.id, "job": ex.job, "state": ex.state.value, "ended": ex.ended,
-            "error": (ex.error or "")[-2000:] or None,
-        })
+        self.fleet.client.log_event(EXECUTION_TOPIC, execution_news(
+            ex.id, ex.job, ex.state.value, ended=ex.ended, error=(ex.error or "")[-2000:] or None))
 
     def _collect(self) -> None:
         finished = [i for i, f in self._futures.items() if f.status == "finished"]

@@ -11,6 +11,8 @@ import enum
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .protocol import execution_key
+
 __all__ = ["State", "TERMINAL", "Execution", "JobRecord", "SiteLost", "ExecutionError", "JobError",
            "JobInterrupted"]
 
@@ -71,7 +73,7 @@ class Execution:
     @property
     def key(self) -> str:
         """The Dask key of this execution's task."""
-        return f"edge-{self.id}"
+        return execution_key(self.id)
 
     @property
     def finished(self) -> bool:

@@ -13,15 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, Site
+from .protocol import EXECUTOR_LABEL
 from .selector import Selector
 
 __all__ = ["Request", "Target", "Placement", "PlacementError", "place"]
 
 NO_TARGET = ("no target: name a dataset (data=NAME), sites (sites=[...]), a label "
              "selector (where='region=eu'), GPUs (gpus=N), or all=True")
-
-#: The label a site that runs containers sets itself (see site/plugin.py).
-EXECUTOR_LABEL = "edge.executor"
 
 #: How many rejected sites an error lists before summarising the rest.
 _LISTED = 8

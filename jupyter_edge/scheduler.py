@@ -25,15 +25,25 @@ from tornado.ioloop import PeriodicCallback
 
 from . import config
 from .jobs import TERMINAL, Execution, JobRecord, SiteLost, State
-from .site.plugin import EXECUTION_TOPIC, KEY_PREFIX, OUTPUT_OP, SITE_TOPIC
+from .protocol import (
+    ANNOTATION,
+    CANCEL_HANDLER,
+    CATALOG_HANDLER,
+    CATALOG_TOPIC,
+    EXECUTION_TOPIC,
+    JOB_HANDLER,
+    JOB_TOPIC,
+    JOBS_HANDLER,
+    OUTPUT_OP,
+    SITE_TOPIC,
+    catalog_changed,
+    execution_of,
+    is_site_report,
+    job_event,
+    state_news,
+)
 
 logger = logging.getLogger(__name__)
-
-CATALOG_TOPIC = "edge-catalog"
-#: Live output reaches the job's own client under this topic, and no one else.
-OUTPUT_TOPIC = "edge-output"
-#: The Dask annotation that carries an execution's record with its task.
-ANNOTATION = "edge"
 
 _LOST_REASON = "it left the fleet or stopped answering while the execution was unfinished"
 
@@ -54,10 +64,10 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         scheduler.stream_handlers[OUTPUT_OP] = self.handle_output
         scheduler.handlers.update({
-            "edge_catalog": self.handle_catalog,
-            "edge_jobs": self.handle_jobs,
-            "edge_job": self.handle_job,
-            "edge_cancel": self.handle_cancel_request,
+            CATALOG_HANDLER: self.handle_catalog,
+            JOBS_HANDLER: self.handle_jobs,
+            JOB_HANDLER: self.handle_job,
+            CANCEL_HANDLER: self.handle_cancel_request,
         })
         # Sites that reported before this plugin was installed are not forgotten.
         for _, msg in scheduler.get_events(SITE_TOPIC):
@@ -70,7 +80,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
     # --- what sites and clients tell us ---------------------------------
 
     def log_event(self, topic: str, msg) -> None:
-        if topic == SITE_TOPIC and msg.get("op") == "report":
+        if topic == SITE_TOPIC and is_site_report(msg):
             address = msg.get("worker") or msg["site"]["address"]
             if address in self.scheduler.workers:
                 self.reports[address] = msg["site"]
@@ -80,9 +90,9 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             if execution is not None and execution.apply(msg):
                 if execution.finished:
                     self.executions.pop(execution.id, None)
-                self._to_owner(execution.job, {"execution": execution.id, "site": execution.site,
-                                               "state": execution.state.value, "started": execution.started,
-                                               "ended": execution.ended})
+                self._to_owner(execution.job, state_news(execution.job, execution.id, execution.site,
+                                                         execution.state.value, execution.started,
+                                                         execution.ended))
 
     def update_graph(self, scheduler, *, client=None, annotations=None, **kwargs) -> None:
         """Register the executions whose tasks just arrived (see ``ANNOTATION``).
@@ -107,15 +117,15 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             if ex.address not in self.scheduler.workers:  # placed from a catalog older than a departure
                 self._mark_lost(ex)
 
-    def handle_output(self, job: str, worker: str | None = None, **msg) -> None:
-        """A batch of a running execution's output: straight on to its client."""
-        self._to_owner(job, msg)
+    def handle_output(self, job: str, **msg) -> None:
+        """A batch of a running execution's output, or its small outcome: straight on to its client."""
+        self._to_owner(job, job_event({"job": job, **msg}))
 
     def _to_owner(self, job: str, msg: dict) -> None:
         """Live news of a job (output, states) for the client that submitted it, and no one else."""
         client = self.owners.get(job)
         if client in self.scheduler.client_comms:
-            event = {"op": "event", "topic": OUTPUT_TOPIC, "event": (time.time(), {"job": job, **msg})}
+            event = {"op": "event", "topic": JOB_TOPIC, "event": (time.time(), msg)}
             self.scheduler.send_all({client: [event]}, worker_msgs={})
 
     def remove_worker(self, scheduler, worker: str, **kwargs) -> None:
@@ -128,7 +138,8 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         # transition() below fails them.
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
-        if not (isinstance(key, str) and key.startswith(KEY_PREFIX)):
+        execution_id = execution_of(key)
+        if execution_id is None:
             return
         if finish == "no-worker":
             # Never from inside a transition: fail it once this one is done.
@@ -136,13 +147,13 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         elif finish == "erred":
             # Dask-level failures (the site plugin missing, a task that could not
             # be unpickled); the user's own errors come back as values instead.
-            execution = self.executions.pop(key[len(KEY_PREFIX):], None)
+            execution = self.executions.pop(execution_id, None)
             if execution is not None:
                 execution.apply({"state": State.FAILED, "ended": time.time(),
                                  "error": kwargs.get("exception_text") or "the task failed at the site"})
         elif finish == "forgotten":
             # A client that cancels, times out or disconnects releases its tasks.
-            execution = self.executions.pop(key[len(KEY_PREFIX):], None)
+            execution = self.executions.pop(execution_id, None)
             if execution is not None:
                 execution.apply({"state": State.CANCELLED, "ended": time.time(),
                                  "error": "released by the notebook before it finished"})
@@ -160,7 +171,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         restricted = ts.worker_restrictions or set()
         if restricted & set(self.scheduler.workers):
             return
-        ex = self._find(key[len(KEY_PREFIX):])
+        ex = self._find(execution_of(key))
         site = ex.site if ex else next(iter(restricted), "unknown")
         if ex is not None:
             self._mark_lost(ex)
@@ -195,7 +206,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
 
     def _catalog_changed(self) -> None:
         self.catalog_version += 1
-        self.scheduler.log_event(CATALOG_TOPIC, {"version": self.catalog_version})
+        self.scheduler.log_event(CATALOG_TOPIC, catalog_changed(self.catalog_version))
 
     def site_models(self) -> list[dict]:
         """Each site as a JSON-able dict: its report plus what the scheduler

@@ -10,6 +10,7 @@ import ast
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -24,6 +25,7 @@ from browser import (  # the two fixtures replace pytest-jupyter's for this modu
 from conftest import kernel_outputs, run_in_kernel, stream_text
 from distributed import Client
 from dockerd import IMAGE, Engine, python_rootfs, require_docker
+from test_cells import VALUE_CASES
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
@@ -83,14 +85,19 @@ def wait_no_containers(engine, timeout: float = 30, **labels) -> None:
 
 
 def test_the_runner_uses_only_the_standard_library():
+    """The files mounted into a container import the standard library and each other only."""
     from jupyter_edge.site import containers
 
-    tree = ast.parse(open(containers.RUNNER_SOURCE).read())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported and imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+    mounted = {os.path.splitext(os.path.basename(path))[0] for path in (containers.RUNNER_PATH, containers.CELL_PATH)}
+    for source in (containers.RUNNER_SOURCE, containers.CELL_SOURCE):
+        with open(source) as f:
+            tree = ast.parse(f.read())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        allowed = set(sys.stdlib_module_names) | mounted
+        assert imported and imported <= allowed, f"{source} imports {imported - allowed}"
 
 
 def test_sites_report_their_engine_and_the_reserved_label(docker_fleet):
@@ -151,6 +158,30 @@ def test_a_command_streams_its_output_and_its_exit_code_is_the_result(docker_fle
     failed = docker_fleet.run_command(["sh", "-c", "exit 3"], sites=["paris"], image=IMAGE, timeout=120)
     assert failed.executions["paris"].state == "failed"
     assert "exited with code 3" in failed.errors["paris"].args[2]
+
+
+def test_run_command_follows_its_job_in_one_thread_only(docker_fleet):
+    """``run_command`` waits on its job here; a second supervising thread would
+    count the executions out of flight twice (replica choice then sees negative
+    load) and collect the results twice."""
+    seen = {}
+
+    def on_start(job):
+        seen["job"] = job
+        seen["supervisors"] = [t.name for t in threading.enumerate() if t.name == f"edge-job-{job.id}"]
+
+    result = docker_fleet.run_command(["sh", "-c", "sleep 0.5"], data="sensors", image=IMAGE, timeout=120,
+                                      on_start=on_start)
+    assert dict(result) == {"berlin": 0, "paris": 0}
+    assert seen["supervisors"] == [], f"run_command also started a supervising thread: {seen['supervisors']}"
+    in_flight = {site: n for site, n in docker_fleet._running.items() if n}
+    assert in_flight == {}, f"after the job, no execution should be in flight; the counts are {in_flight}"
+
+
+@pytest.mark.parametrize(("source", "value"), VALUE_CASES)
+def test_a_container_cell_has_the_value_a_runner_cell_has(docker_fleet, source, value):
+    res = docker_fleet.run_cell(source, sites=["berlin"], image=IMAGE, timeout=120)
+    assert dict(res) == {"berlin": value}, f"in a container, the cell {source!r} should have the value {value!r}"
 
 
 def test_no_network_unless_asked(docker_fleet):

@@ -16,7 +16,7 @@ from IPython.display import display
 from ..catalog import Catalog
 from ..jobs import JobError, State
 from ..result import JobResult
-from ..site.plugin import versions
+from ..versions import versions
 from ..tables import datasets_table, human_bytes, sites_table, text_table
 from .live import METADATA_KEY, LiveOutput
 

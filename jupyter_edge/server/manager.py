@@ -14,6 +14,7 @@ import time
 
 from .. import config
 from ..fleet import Fleet
+from ..protocol import CATALOG_HANDLER
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class FleetManager:
 
     async def fleet(self) -> dict:
         # The scheduler's own JSON, passed through: no objects built and taken apart again.
-        model = await self._ask("_call", "edge_catalog")
+        model = await self._ask("_call", CATALOG_HANDLER)
         sites = [] if model is None else sorted(model["sites"], key=lambda s: s["name"])
         # The server's own versions, for the sidebar to flag sites that differ.
         return {"connection": self.connection(), "sites": sites, "versions": _server_versions(),
@@ -135,6 +136,6 @@ class FleetManager:
 
 @functools.cache
 def _server_versions() -> dict[str, str]:
-    from ..site.plugin import versions
+    from ..versions import versions
 
     return versions()

@@ -12,7 +12,6 @@ lists), else as its text and HTML forms (``{"mime": {...}}``), which the
 notebook shows as it would show the value.
 """
 
-import ast
 import glob
 import json
 import os
@@ -22,8 +21,13 @@ import threading
 import time
 import traceback
 
+# Mounted beside this file by the site: jupyter_edge/site/cell.py, the one home
+# of a cell's value semantics (standard library only, like this file).
+from edge_cell import run_cell
+
 IO_DIR = os.environ.get("EDGE_IO_DIR", "/edge/io")
 FLUSH_INTERVAL = 0.05
+CELL_FILENAME = "<edge-cell>"  # what tracebacks call the cell
 
 
 class Channel:
@@ -150,16 +154,6 @@ def encode(value, limit):
     return json.loads(text)
 
 
-def run_cell(source, namespace):
-    """Run ``source`` as IPython would: its last expression is its value."""
-    tree = ast.parse(source, "<edge-cell>", "exec")
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    exec(compile(tree, "<edge-cell>", "exec"), namespace)  # the user's own cell, at their request
-    return eval(compile(last, "<edge-cell>", "eval"), namespace) if last is not None else None
-
-
 def main():
     with open(os.path.join(IO_DIR, "request.json")) as f:
         request = json.load(f)
@@ -175,14 +169,14 @@ def main():
     result = {"op": "result", "state": "done", "value": None, "error": None, "error_type": None}
     started = time.time()
     try:
-        value = run_cell(request["cell"], namespace)
+        value = run_cell(request["cell"], namespace, filename=CELL_FILENAME)
         if value is not None:
             result["value"] = encode(value, request["result_limit"])
     except KeyboardInterrupt:
         result.update(state="cancelled", error="interrupted", error_type="KeyboardInterrupt")
     except BaseException as e:  # the user's error, reported whole, never a crash of the runner
         tb = e.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != "<edge-cell>":
+        while tb is not None and tb.tb_frame.f_code.co_filename != CELL_FILENAME:
             tb = tb.tb_next  # the user's frames only, not this runner's
         frames = traceback.format_exception(type(e), e, tb)
         result.update(state="failed", error="".join(frames), error_type=type(e).__name__)

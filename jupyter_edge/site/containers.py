@@ -35,6 +35,9 @@ DATA_ROOT = "/data"
 RUNNER_PATH = "/opt/jupyter-edge/container_runner.py"
 IO_PATH = "/edge/io"
 RUNNER_SOURCE = os.path.join(os.path.dirname(__file__), "container_runner.py")
+#: Mounted beside the runner, which imports it: a cell's value semantics, as runners have them.
+CELL_PATH = "/opt/jupyter-edge/edge_cell.py"
+CELL_SOURCE = os.path.join(os.path.dirname(__file__), "cell.py")
 
 _TICK = 0.1
 
@@ -148,6 +151,7 @@ class ContainerEngine:
             env.update(EDGE_DATASET=dataset.name, EDGE_DATASET_SHARD=dataset.shard)
         if work.get("cell") is not None:
             volumes[RUNNER_SOURCE] = {"bind": RUNNER_PATH, "mode": "ro"}
+            volumes[CELL_SOURCE] = {"bind": CELL_PATH, "mode": "ro"}
             volumes[io_dir] = {"bind": IO_PATH, "mode": "rw"}
             command = ["python3", "-u", RUNNER_PATH]
             env["EDGE_IO_DIR"] = IO_PATH

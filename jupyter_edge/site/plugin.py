@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
 import threading
 import time
-from importlib.metadata import PackageNotFoundError, version
 
 from distributed import WorkerPlugin, get_worker
 from distributed.utils import sync
@@ -21,7 +19,9 @@ from tornado.ioloop import PeriodicCallback
 
 from .. import config
 from ..catalog import DatasetShard, Site
-from ..placement import EXECUTOR_LABEL
+from .. import protocol
+from ..protocol import EXECUTION_TOPIC, EXECUTOR_LABEL, INLINE_RESULT, JOB_HANDLER, RESERVED_PREFIX, SITE_TOPIC
+from ..versions import versions
 from . import audit
 from .audit import AuditLog
 from .containers import ContainerEngine
@@ -31,35 +31,6 @@ from .policy import Policy, Refused
 from .runner import RunnerPool
 
 logger = logging.getLogger(__name__)
-
-#: Labels under this prefix are set by the site itself (capabilities), never by ``--label``.
-RESERVED_PREFIX = "edge."
-
-#: Event topics: sites report themselves and their executions to the scheduler plugin.
-SITE_TOPIC = "edge-site"
-EXECUTION_TOPIC = "edge-execution"
-#: Output is streamed on the worker's own stream to the scheduler plugin, which
-#: hands it to the one client whose job it is (nothing is kept on the way).
-OUTPUT_OP = "edge-output"
-#: A result this small (value and output) also travels with the task's end, to
-#: the job's client, which then needs no gather round trip for it.
-INLINE_RESULT = 64 * 1024
-#: Every edge task's key starts with this; the rest is the execution id.
-KEY_PREFIX = "edge-"
-
-_VERSIONED = ("dask", "distributed", "pandas", "pyarrow", "cloudpickle", "fsspec", "s3fs", "jupyter-edge")
-
-
-def versions() -> dict[str, str]:
-    """Versions that must agree between a site and the notebook."""
-    found = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "missing"
-    return found
-
 
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     reserved = sorted(k for k in labels if k.startswith(RESERVED_PREFIX))
@@ -195,7 +166,7 @@ class EdgeSitePlugin(WorkerPlugin):
         self.report()
 
     def report(self) -> None:
-        self.worker.log_event(SITE_TOPIC, {"op": "report", "site": self.site().to_dict()})
+        self.worker.log_event(SITE_TOPIC, protocol.site_report(self.site().to_dict()))
 
     async def rescan(self, report: bool = True) -> None:
         """Re-measure every dataset off the event loop; report what changed."""
@@ -224,9 +195,9 @@ class EdgeSitePlugin(WorkerPlugin):
     # --- executions ------------------------------------------------------
 
     def transition(self, key, start, finish, **kwargs) -> None:
-        if not (isinstance(key, str) and key.startswith(KEY_PREFIX)):
+        execution = protocol.execution_of(key)
+        if execution is None:
             return
-        execution = key[len(KEY_PREFIX):]
         if finish in ("cancelled", "released", "forgotten") and self.pool is not None:
             # Dask cancelled a task that is running here: stop its runner (or container) for real.
             self.pool.stop(execution, "cancelled")
@@ -248,8 +219,8 @@ class EdgeSitePlugin(WorkerPlugin):
         for execution, info in list(self._active.items()):
             if not info["reported"] and now - info["started"] > 0.05:
                 info["reported"] = True
-                self.worker.log_event(EXECUTION_TOPIC, {"execution": execution, "job": info["job"],
-                                                        "state": "running", "started": info["started"]})
+                self.worker.log_event(EXECUTION_TOPIC, protocol.execution_news(execution, info["job"], "running",
+                                                                      started=info["started"]))
 
     def execute(self, spec: dict) -> dict:
         """Run one execution, if the site's policy allows it (called from the task's thread)."""
@@ -278,7 +249,7 @@ class EdgeSitePlugin(WorkerPlugin):
         claimed = spec.get("owner") or "unknown"
         if not self.policy.restricts_owners:
             return claimed
-        record = sync(self.worker.loop, self.worker.scheduler.edge_job, job=spec["job"])
+        record = sync(self.worker.loop, getattr(self.worker.scheduler, JOB_HANDLER), job=spec["job"])
         return record["owner"] if record else claimed
 
     def _refuse(self, spec: dict, refused: Refused) -> dict:
@@ -286,8 +257,7 @@ class EdgeSitePlugin(WorkerPlugin):
         result = {"execution": spec["execution"], "state": "failed", "value": None, "error": str(refused),
                   "error_type": "PolicyRefused", "started": None, "ended": now, "bytes_returned": 0,
                   "outputs": [], "refusal": refused}
-        final = {k: v for k, v in result.items() if k not in ("value", "outputs", "refusal")}
-        self._final[spec["execution"]] = ({**final, "job": spec["job"]}, None)
+        self._final[spec["execution"]] = (_news(spec["job"], result), None)
         return result
 
     def _run(self, spec: dict) -> dict:
@@ -303,8 +273,7 @@ class EdgeSitePlugin(WorkerPlugin):
             if not self.policy.output_images and output.get("name") == "display":
                 output = _without_images(output)
             outputs.append(output)
-            msg = {"op": OUTPUT_OP, "job": spec["job"], "execution": execution, "site": site,
-                   "outputs": [output]}
+            msg = protocol.output_batch(spec["job"], execution, site, [output])
             self.worker.loop.add_callback(self.worker.batched_send, msg)
 
         try:
@@ -332,13 +301,9 @@ class EdgeSitePlugin(WorkerPlugin):
             "bytes_returned": len(value) if value is not None else 0,
             "outputs": outputs,
         }
-        final = {k: v for k, v in result.items() if k not in ("value", "outputs")}
-        if final["error"]:
-            final["error"] = final["error"][-2000:]  # the registry needs the gist, not the whole text
         size = len(value or b"") + sum(len(o.get("text", "")) for o in outputs)
-        inline = {"op": OUTPUT_OP, "job": spec["job"], "execution": execution, "site": site,
-                  "outcome": result} if size <= INLINE_RESULT else None
-        self._final[execution] = ({**final, "job": spec["job"]}, inline)
+        inline = protocol.outcome(spec["job"], execution, site, result) if size <= INLINE_RESULT else None
+        self._final[execution] = (_news(spec["job"], result), inline)
         return result
 
     def _execute_container(self, spec: dict, gpus: list[int], on_output) -> dict:
@@ -387,6 +352,14 @@ class EdgeSitePlugin(WorkerPlugin):
         if gpus:
             with self._gpu_lock:
                 self._free_gpus.extend(gpus)
+
+
+def _news(job: str, result: dict) -> dict:
+    """An execution's end, for the registry: its state and timings, the gist of its error."""
+    fields = {k: result[k] for k in ("started", "ended", "error_type", "bytes_returned")}
+    # The registry needs the gist of an error, not the whole text.
+    return protocol.execution_news(result["execution"], job, result["state"], error=(result["error"] or "")[-2000:] or None,
+                          **fields)
 
 
 def _without_images(output: dict) -> dict:

@@ -1,0 +1,141 @@
+"""The wire protocol: every message between sites, the scheduler plugin and clients.
+
+Messages are plain dicts (they travel through Dask's event topics, its worker
+stream and its scheduler handlers, which carry msgpack-able values). Each is
+built here, by one constructor per kind, and carries its kind explicitly, so no
+receiver has to guess a message's meaning from which keys it happens to hold.
+New messages belong in this module.
+
+Who sends what::
+
+    site -> scheduler      SITE_TOPIC        site_report
+    site -> scheduler      EXECUTION_TOPIC   execution_news (running, and each end)
+    client -> scheduler    EXECUTION_TOPIC   execution_news (what only the client knows:
+                                             a timeout, a cancel)
+    site -> scheduler      OUTPUT_OP stream  output_batch, outcome
+    scheduler -> a job's   JOB_TOPIC         output_batch, outcome, state_news
+      own client
+    scheduler -> clients   CATALOG_TOPIC     catalog_changed
+    client -> scheduler    handlers          CATALOG_HANDLER, JOBS_HANDLER, JOB_HANDLER,
+                                             CANCEL_HANDLER (request/response)
+    client -> scheduler    task annotation   ANNOTATION: job_annotation (a job registers
+                                             with its tasks)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# --- names on the wire ------------------------------------------------------------
+
+#: Event topic: sites report themselves (labels, datasets, GPUs, versions).
+SITE_TOPIC = "edge-site"
+#: Event topic: news of executions (state changes) for the scheduler's registry.
+EXECUTION_TOPIC = "edge-execution"
+#: Event topic: the catalog changed (a client drops its cached copy).
+CATALOG_TOPIC = "edge-catalog"
+#: Event topic: live news of one job, sent to the client that submitted it and no one else.
+JOB_TOPIC = "edge-output"
+#: Worker stream op: a site's output batches and small outcomes, relayed to the job's client
+#: (nothing is kept on the way).
+OUTPUT_OP = "edge-output"
+
+#: Scheduler handlers (request/response) that clients call.
+CATALOG_HANDLER = "edge_catalog"
+JOBS_HANDLER = "edge_jobs"
+JOB_HANDLER = "edge_job"
+CANCEL_HANDLER = "edge_cancel"
+
+#: The Dask annotation that carries an execution's record with its task.
+ANNOTATION = "edge"
+#: Every edge task's key starts with this; the rest is the execution id.
+KEY_PREFIX = "edge-"
+#: Labels under this prefix are set by the site itself (capabilities), never by ``--label``.
+RESERVED_PREFIX = "edge."
+#: The reserved label that says how a site runs work beyond its own Python (``docker``).
+EXECUTOR_LABEL = "edge.executor"
+#: A result this small (value and output) also travels with the task's end, to
+#: the job's client, which then needs no gather round trip for it.
+INLINE_RESULT = 64 * 1024
+
+
+class Kind:
+    """The kinds of a job's live news (``msg["kind"]``)."""
+
+    OUTPUT = "output"  # a batch of an execution's stdout/stderr/displays
+    OUTCOME = "outcome"  # an execution's whole result, sent with its task's end when small
+    STATE = "state"  # an execution's new state, as the registry recorded it
+
+
+def execution_key(execution: str) -> str:
+    """The Dask key of an execution's task."""
+    return f"{KEY_PREFIX}{execution}"
+
+
+def execution_of(key: Any) -> str | None:
+    """The execution id of an edge task's key; ``None`` for any other task."""
+    if isinstance(key, str) and key.startswith(KEY_PREFIX):
+        return key[len(KEY_PREFIX) :]
+    return None
+
+
+# --- sites to the scheduler ---------------------------------------------------------
+
+
+def site_report(site: dict) -> dict:
+    """A site's whole description (``Site.to_dict()``), sent at start and on change."""
+    return {"op": "report", "site": site}
+
+
+def is_site_report(msg: Any) -> bool:
+    return isinstance(msg, dict) and msg.get("op") == "report" and isinstance(msg.get("site"), dict)
+
+
+def execution_news(execution: str, job: str, state: str, **fields: Any) -> dict:
+    """An execution's new state for the registry, with what changed (``started``,
+    ``ended``, ``error``, ``error_type``, ``bytes_returned``)."""
+    return {"execution": execution, "job": job, "state": state, **fields}
+
+
+# --- a job's live news, to its own client -------------------------------------------
+
+
+def output_batch(job: str, execution: str, site: str, outputs: list[dict]) -> dict:
+    """Output an execution produced since its last batch (sent by the site on its stream)."""
+    return {"op": OUTPUT_OP, "kind": Kind.OUTPUT, "job": job, "execution": execution, "site": site,
+            "outputs": outputs}
+
+
+def outcome(job: str, execution: str, site: str, result: dict) -> dict:
+    """An execution's whole result (value bytes included), when small enough to travel
+    with its task's end (``INLINE_RESULT``)."""
+    return {"op": OUTPUT_OP, "kind": Kind.OUTCOME, "job": job, "execution": execution, "site": site,
+            "outcome": result}
+
+
+def state_news(job: str, execution: str, site: str, state: str, started: float | None,
+               ended: float | None) -> dict:
+    """An execution's state as the scheduler's registry now has it."""
+    return {"kind": Kind.STATE, "job": job, "execution": execution, "site": site, "state": state,
+            "started": started, "ended": ended}
+
+
+def job_event(msg: dict) -> dict:
+    """A job's news as its client receives it on ``JOB_TOPIC`` (the stream op removed)."""
+    return {k: v for k, v in msg.items() if k not in ("op", "worker")}
+
+
+# --- the scheduler to every client -----------------------------------------------------
+
+
+def catalog_changed(version: int) -> dict:
+    return {"version": version}
+
+
+# --- a job registering with its tasks ----------------------------------------------------
+
+
+def job_annotation(job: dict, execution: dict) -> dict:
+    """What an execution's task carries under ``ANNOTATION``: the job's header
+    (id, source, request, owner, created) and the execution's record."""
+    return {"job": job, "execution": execution}
