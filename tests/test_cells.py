@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 
@@ -127,3 +128,47 @@ def test_modules_travel_by_name(fleet):
     assert names == {"json": json}
     assert len(pack_names(names)) < 100, "a module is sent as its name, not its contents"
     assert dict(fleet.run_cell("json.dumps({'a': 1})", names=names, sites=["tokyo"])) == {"tokyo": '{"a": 1}'}
+
+
+def test_ipythons_own_display_comes_back_rich(fleet):
+    """A cell written as notebooks are written imports IPython's ``display``; its
+    objects come back as their rich forms, not as ``<IPython.core.display.HTML object>``."""
+    source = (
+        "from IPython.display import HTML, Markdown, display\n"
+        "import pandas as pd\n"
+        "display(HTML(f'<b>hello from {site.name}</b>'))\n"
+        "print('between')\n"
+        "display(pd.DataFrame({'x': [1, 2]}), Markdown('*md*'))\n"
+    )
+    res = fleet.run_cell(source, sites=["berlin"], timeout=60)
+    assert res.ok, res.errors
+    outputs = res.outputs["berlin"]
+    printed = "".join(o.get("text", "") for o in outputs if o["name"] == "stdout")
+    assert "IPython.core.display" not in printed, f"display() printed reprs instead of sending them: {printed!r}"
+    assert [o["name"] for o in outputs] == ["display", "stdout", "display", "display"], outputs
+    html, _, frame, markdown = outputs
+    assert html["data"]["text/html"] == "<b>hello from berlin</b>"
+    assert "<table" in frame["data"]["text/html"] and "text/plain" in frame["data"]
+    assert markdown["data"]["text/markdown"] == "*md*"
+
+
+def test_matplotlib_show_sends_the_figure_where_it_is_called(fleet):
+    source = (
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3])\n"
+        "plt.show()\n"
+        "print('after the first figure')\n"
+        "from IPython.display import display\n"
+        "fig, ax = plt.subplots()\n"
+        "ax.bar([1, 2], [3, 4])\n"
+        "display(fig)\n"
+        "plt.close(fig)\n"
+    )
+    res = fleet.run_cell(source, sites=["paris"], timeout=60)
+    assert res.ok, res.errors
+    outputs = res.outputs["paris"]
+    assert [o["name"] for o in outputs] == ["display", "stdout", "display"], \
+        f"expected the shown figure, the print, the displayed figure, in that order: {outputs}"
+    for figure in (outputs[0], outputs[2]):
+        png = base64.b64decode(figure["data"]["image/png"])
+        assert png.startswith(b"\x89PNG"), "a figure should arrive as a PNG"

@@ -91,8 +91,8 @@ class RunnerPool:
 
     def __init__(self, size: int, env: dict[str, str] | None = None):
         self.size = size
-        # Figures are drawn off-screen and sent as PNG, like the inline backend.
-        self.env = {"MPLBACKEND": "Agg", **os.environ, **(env or {})}
+        # Figures are drawn off-screen and sent as PNG when shown, like the inline backend.
+        self.env = {**os.environ, **(env or {}), "MPLBACKEND": "module://jupyter_edge.site.figures"}
         self.preload = list(config.get("runner.preload") or [])
         self._free: list[RunnerProcess] = []  # ready and idle
         self._freed = threading.Condition()

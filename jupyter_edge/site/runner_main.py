@@ -25,7 +25,8 @@ from . import cell as cell_module
 from .capture import FDCapture
 from .cell import run_cell
 from .dataset import Dataset
-from .display import display_function, flush_figures
+from . import ipython_shell
+from .display import display, displays_to, flush_figures
 from .handle import SiteHandle
 
 
@@ -40,6 +41,7 @@ class Runner:
         self._interruptible = False
         self.capture = FDCapture()
         self.sessions: dict[str, dict] = {}  # a notebook's names at this site, by session
+        self._display = None  # what a cell's `display` is: IPython's where installed (set at the first cell)
         self.last_used: dict[str, float] = {}
         signal.signal(signal.SIGINT, self._on_interrupt)
 
@@ -122,12 +124,25 @@ class Runner:
             # Reserved: always this site's handles, whatever the cell assigned before.
             namespace["dataset"] = Dataset(**spec, storage_options=msg.get("storage_options")) if spec else None
             namespace["site"] = SiteHandle(**msg["site"])
-            namespace["display"] = display_function(self._emit_display(msg))
-            value = run_cell(cell["source"], namespace, label=f"edge-{msg['site']['name']}")
-            flush_figures(self._emit_display(msg))
+            namespace["display"] = self._cell_display()
+            with displays_to(self._emit_display(msg)):
+                value = run_cell(cell["source"], namespace, label=f"edge-{msg['site']['name']}")
+                flush_figures()
             return value
         finally:
             self._interruptible = False
+
+    def _cell_display(self):
+        """IPython's ``display`` where IPython is installed (its first use costs
+        this runner an import, so it waits for the first cell), else the site's own."""
+        if self._display is None:
+            if ipython_shell.install():
+                from IPython.display import display as ipython_display
+
+                self._display = ipython_display
+            else:
+                self._display = display
+        return self._display
 
     def _emit_display(self, msg: dict):
         limit = msg.get("image_limit") or 0
