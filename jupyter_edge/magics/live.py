@@ -6,6 +6,11 @@ is written to this process's stdout/stderr. A ``--noblock`` cell has finished by
 the time its output comes, and front ends drop output sent to a finished
 request, so there the output goes into a display the cell created, updated by
 its display id (which front ends route to it wherever it is).
+
+Sites write concurrently and their batches end wherever a flush fell, often in
+the middle of a line. Each line is shown whole, with its site's label: a site's
+unfinished line is held until its newline (or the job's end), so another site's
+text never lands on the same line.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ class LiveOutput:
         self._kernel = kernel if kernel is not None and hasattr(kernel, "iopub_socket") else None
         # The request of the cell running now: its outputs are routed by it.
         self._parent = self._kernel.get_parent() if self._kernel is not None else None
-        self._shown: dict[tuple[str, str], int] = {}  # (site, stream) -> characters already shown
-        self._line_start: dict[tuple[str, str], bool] = {}
+        self._shown: dict[tuple[str, str], int] = {}  # (site, stream) -> characters received
+        self._unfinished: dict[tuple[str, str], str] = {}  # (site, stream) -> a line still without its newline
         self._displayed: dict[str, int] = {}  # site -> rich outputs already shown
         self._handle = None
         self._text = ""
@@ -35,7 +40,7 @@ class LiveOutput:
 
             self._handle = display({"text/plain": "waiting for the sites' output..."}, raw=True,
                                    display_id=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # live batches (the event loop) and finish() (the cell's thread)
 
     def __call__(self, site: str, outputs: list[dict]) -> None:
         for output in outputs:
@@ -63,11 +68,16 @@ class LiveOutput:
             display(data, raw=True, metadata=metadata)
 
     def write(self, site: str, stream: str, text: str) -> None:
+        """A site's text: its finished lines are shown now, labelled; the rest waits for its newline."""
+        key = (site, stream)
         with self._lock:
-            key = (site, stream)
             self._shown[key] = self._shown.get(key, 0) + len(text)
-            labelled = self._label(key, text)
-        self._send(stream, labelled)
+            text = self._unfinished.pop(key, "") + text
+            end = text.rfind("\n") + 1
+            if end < len(text):
+                self._unfinished[key] = text[end:]
+            if end:
+                self._send(stream, self._label(site, stream, text[:end]))
 
     def finish(self, result: JobResult) -> None:
         """Show whatever the live stream did not (a batch that arrived late or
@@ -83,10 +93,9 @@ class LiveOutput:
                 if rest:
                     self.write(site, stream, rest)
         with self._lock:
-            for key, at_start in self._line_start.items():
-                if not at_start:
-                    self._line_start[key] = True
-                    self._send(key[1], "\n")
+            for (site, stream), line in sorted(self._unfinished.items()):
+                self._send(stream, self._label(site, stream, line + "\n"))
+            self._unfinished.clear()
 
     def _update_handle(self) -> None:
         if self._kernel is None:
@@ -102,16 +111,10 @@ class LiveOutput:
         self._kernel.session.send(self._kernel.iopub_socket, "update_display_data", content,
                                   parent=latest, ident=b"update_display_data")
 
-    def _label(self, key: tuple[str, str], text: str) -> str:
-        site, stream = key
-        prefix = f"[{stream}:{site}] "
-        out = []
-        for line in text.splitlines(keepends=True):
-            if self._line_start.get(key, True):
-                out.append(prefix)
-            out.append(line)
-            self._line_start[key] = line.endswith("\n")
-        return "".join(out)
+    @staticmethod
+    def _label(site: str, stream: str, lines: str) -> str:
+        """``lines`` (whole lines, ending in a newline), each with its site's label."""
+        return "".join(f"[{stream}:{site}] {line}\n" for line in lines[:-1].split("\n"))
 
     def _send(self, stream: str, text: str) -> None:
         if self._handle is not None:
