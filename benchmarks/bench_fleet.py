@@ -79,8 +79,14 @@ def pct(samples: list[float], q: float) -> float:
 
 def summary(samples_s: list[float]) -> dict:
     ms = [x * 1000 for x in samples_s]
-    return {"n": len(ms), "p50_ms": pct(ms, 50), "p90_ms": pct(ms, 90), "min_ms": min(ms),
-            "mean_ms": sum(ms) / len(ms), "max_ms": max(ms)}
+    return {
+        "n": len(ms),
+        "p50_ms": pct(ms, 50),
+        "p90_ms": pct(ms, 90),
+        "min_ms": min(ms),
+        "mean_ms": sum(ms) / len(ms),
+        "max_ms": max(ms),
+    }
 
 
 # --- the fleet -------------------------------------------------------------------
@@ -101,22 +107,41 @@ class ProcessFleet:
         with open(log, "wb") as out:
             # ``python -m jupyter_edge.cli`` is the ``jupyter-edge`` console script,
             # run by this very interpreter.
-            proc = subprocess.Popen([sys.executable, "-m", "jupyter_edge.cli", *args],
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyter_edge.cli", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.procs.append((name, proc, log))
         return proc
 
     def start(self, timeout: float) -> None:
-        sched = self._spawn("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", "0",
-                                          "--scheduler-file", self.scheduler_file])
+        sched = self._spawn(
+            "scheduler", ["scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", self.scheduler_file]
+        )
         deadline = time.monotonic() + timeout
         while not os.path.exists(self.scheduler_file):
             if sched.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the scheduler did not start:\n" + self.tail("scheduler"))
             time.sleep(0.05)
         for i, name in enumerate(self.names):
-            self._spawn(name, ["worker", "--scheduler-file", self.scheduler_file, "--name", name,
-                               "--host", "127.0.0.1", "--label", "bench=fleet", "--label", f"slot={i + 1}"])
+            self._spawn(
+                name,
+                [
+                    "worker",
+                    "--scheduler-file",
+                    self.scheduler_file,
+                    "--name",
+                    name,
+                    "--host",
+                    "127.0.0.1",
+                    "--label",
+                    "bench=fleet",
+                    "--label",
+                    f"slot={i + 1}",
+                ],
+            )
 
     def check_alive(self) -> None:
         dead = [name for name, proc, _ in self.procs if proc.poll() is not None]
@@ -172,13 +197,26 @@ class InProcessFleet:
         workers = {}
         for i, name in enumerate(self.names):
             plugin = EdgeSitePlugin(labels={"bench": "fleet", "slot": str(i + 1)})
-            workers[name] = {"cls": Worker, "options": {
-                "name": name, "nthreads": 1, "host": "127.0.0.1", "dashboard": False,
-                "resources": plugin.resources, "plugins": {plugin},
-            }}
-        scheduler = {"cls": Scheduler, "options": {
-            "host": "127.0.0.1", "port": 0, "dashboard": False, "plugins": [EdgeSchedulerPlugin()],
-        }}
+            workers[name] = {
+                "cls": Worker,
+                "options": {
+                    "name": name,
+                    "nthreads": 1,
+                    "host": "127.0.0.1",
+                    "dashboard": False,
+                    "resources": plugin.resources,
+                    "plugins": {plugin},
+                },
+            }
+        scheduler = {
+            "cls": Scheduler,
+            "options": {
+                "host": "127.0.0.1",
+                "port": 0,
+                "dashboard": False,
+                "plugins": [EdgeSchedulerPlugin()],
+            },
+        }
         self.cluster = SpecCluster(workers=workers, scheduler=scheduler, name="jupyter-edge bench")
 
     def check_alive(self) -> None:
@@ -225,10 +263,17 @@ def fleet_round_trip(fleet, names: list[str]) -> float:
 
 def runner_request(execution: str, payload: bytes) -> dict:
     """What ``EdgeSitePlugin._runner_request`` sends for a site-only, GPU-less call."""
-    return {"op": "run", "execution": execution, "payload": payload,
-            "call": {"dataset": False, "site": False}, "dataset": None, "storage_options": {},
-            "site": {"name": "bench", "address": "bench", "labels": {}, "gpus": []},
-            "env": {}, "result_limit": 8 * 2**20}
+    return {
+        "op": "run",
+        "execution": execution,
+        "payload": payload,
+        "call": {"dataset": False, "site": False},
+        "dataset": None,
+        "storage_options": {},
+        "site": {"name": "bench", "address": "bench", "labels": {}, "gpus": []},
+        "env": {},
+        "result_limit": 8 * 2**20,
+    }
 
 
 def measure_local_runner(n: int) -> dict:
@@ -275,9 +320,17 @@ def _in_site_hop(n: int) -> dict:
         t2 = perf_counter()
         # The whole site-side path of one execution (two edge-execution events
         # included; the scheduler ignores them: no such execution is registered).
-        out = plugin.execute({"execution": ex, "job": "bench", "payload": payload,
-                              "call": {"dataset": False, "site": False}, "dataset": None,
-                              "gpus": 0, "deadline": None})
+        out = plugin.execute(
+            {
+                "execution": ex,
+                "job": "bench",
+                "payload": payload,
+                "call": {"dataset": False, "site": False},
+                "dataset": None,
+                "gpus": 0,
+                "deadline": None,
+            }
+        )
         t3 = perf_counter()
         assert out["state"] == "done", out
         if i >= 3:
@@ -380,8 +433,9 @@ def measure_cpu(cluster, fleet, client, names, addrs, k, n, gap) -> dict | None:
     result = {}
     for mode in ("plain", "fleet"):
         wall = out[mode]["_wall"]
-        result[mode] = {role: max(0.0, (v - idle_rate[role] * wall)) * 1000 / n
-                        for role, v in out[mode].items() if role != "_wall"}
+        result[mode] = {
+            role: max(0.0, (v - idle_rate[role] * wall)) * 1000 / n for role, v in out[mode].items() if role != "_wall"
+        }
         result[mode]["total"] = sum(result[mode].values())
     return result
 
@@ -408,9 +462,16 @@ def rows_of(samples: dict) -> list[dict]:
     rows = []
     for k, d in samples.items():
         p, f = summary(d["plain"]), summary(d["fleet"])
-        rows.append({"fanout": k, "plain": p, "fleet": f,
-                     "ratio_p50": f["p50_ms"] / p["p50_ms"], "ratio_p90": f["p90_ms"] / p["p90_ms"],
-                     "extra_p50_ms": f["p50_ms"] - p["p50_ms"]})
+        rows.append(
+            {
+                "fanout": k,
+                "plain": p,
+                "fleet": f,
+                "ratio_p50": f["p50_ms"] / p["p50_ms"],
+                "ratio_p90": f["p90_ms"] / p["p90_ms"],
+                "extra_p50_ms": f["p50_ms"] - p["p50_ms"],
+            }
+        )
     return rows
 
 
@@ -427,24 +488,34 @@ def exit_on_sigterm() -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sites", type=int, default=16, help="sites in the fleet (default 16)")
     ap.add_argument("--repeat", type=int, default=40, help="measured repetitions per fan-out and mode (default 40)")
     ap.add_argument("--warmup", type=int, default=5, help="unmeasured repetitions first (default 5)")
     ap.add_argument("--fanouts", default="1,2,4,8,16", help="comma-separated fan-outs (<= --sites)")
-    ap.add_argument("--inprocess", action="store_true",
-                    help="scheduler and sites in this process (runners stay subprocesses)")
+    ap.add_argument(
+        "--inprocess", action="store_true", help="scheduler and sites in this process (runners stay subprocesses)"
+    )
     ap.add_argument("--json", metavar="OUT", help="save every figure (and the raw samples) as JSON")
     ap.add_argument("--hop-repeat", type=int, default=200, help="runner-hop repetitions (default 200)")
     ap.add_argument("--cpu-repeat", type=int, default=20, help="calls per mode for the CPU accounting (default 20)")
-    ap.add_argument("--gap", type=float, default=25,
-                    help="ms of idle before each isolated call (default 25: Dask's client stream batches "
-                         "every 10 ms, so a call closer than ~20 ms to the previous one waits for it)")
+    ap.add_argument(
+        "--gap",
+        type=float,
+        default=25,
+        help="ms of idle before each isolated call (default 25: Dask's client stream batches "
+        "every 10 ms, so a call closer than ~20 ms to the previous one waits for it)",
+    )
     ap.add_argument("--no-back-to-back", action="store_true", help="skip the back-to-back (no pause) table")
     ap.add_argument("--start-timeout", type=float, default=180, help="seconds for the fleet to come up")
-    ap.add_argument("--profile-loop", type=float, metavar="SECONDS",
-                    help="instead of the benchmark: print the pids, then loop one mode for SECONDS (for py-spy)")
+    ap.add_argument(
+        "--profile-loop",
+        type=float,
+        metavar="SECONDS",
+        help="instead of the benchmark: print the pids, then loop one mode for SECONDS (for py-spy)",
+    )
     ap.add_argument("--profile-mode", choices=["fleet", "plain"], default="fleet")
     ap.add_argument("--profile-fanout", type=int, default=16)
     args = ap.parse_args(argv)
@@ -461,8 +532,11 @@ def main(argv=None) -> int:
     fleet = None
     failed = True
     try:
-        print(f"starting {args.sites} {'in-process' if args.inprocess else 'process'} sites "
-              f"on {os.cpu_count()} CPU(s) ...", flush=True)
+        print(
+            f"starting {args.sites} {'in-process' if args.inprocess else 'process'} sites "
+            f"on {os.cpu_count()} CPU(s) ...",
+            flush=True,
+        )
         cluster.start(args.start_timeout)
         fleet = cluster.connect()
         client = fleet.client
@@ -477,12 +551,17 @@ def main(argv=None) -> int:
             print("pids:", json.dumps(cluster.pids()), "bench:", os.getpid(), flush=True)
             k = min(args.profile_fanout, args.sites)
             for _ in range(args.warmup):
-                fleet_round_trip(fleet, names[:k]) if args.profile_mode == "fleet" else plain_round_trip(client, addrs[:k])
+                fleet_round_trip(fleet, names[:k]) if args.profile_mode == "fleet" else plain_round_trip(
+                    client, addrs[:k]
+                )
             end, count = perf_counter() + args.profile_loop, 0
             samples = []
             while perf_counter() < end:
-                samples.append(fleet_round_trip(fleet, names[:k]) if args.profile_mode == "fleet"
-                               else plain_round_trip(client, addrs[:k]))
+                samples.append(
+                    fleet_round_trip(fleet, names[:k])
+                    if args.profile_mode == "fleet"
+                    else plain_round_trip(client, addrs[:k])
+                )
                 count += 1
             s = summary(samples)
             print(f"{args.profile_mode} x{k}: {count} round trips, p50 {s['p50_ms']:.2f} ms, p90 {s['p90_ms']:.2f} ms")
@@ -498,8 +577,9 @@ def main(argv=None) -> int:
         gap = args.gap / 1000
         t_measure = perf_counter()
         isolated = measure_round_trips(fleet, client, names, addrs, fanouts, args.repeat, gap)
-        back_to_back = None if args.no_back_to_back else \
-            measure_round_trips(fleet, client, names, addrs, fanouts, args.repeat, 0)
+        back_to_back = (
+            None if args.no_back_to_back else measure_round_trips(fleet, client, names, addrs, fanouts, args.repeat, 0)
+        )
         measure_s = perf_counter() - t_measure
         cluster.check_alive()
         rows = rows_of(isolated)
@@ -507,10 +587,11 @@ def main(argv=None) -> int:
 
         # Where the time goes.
         local_hop = measure_local_runner(args.hop_repeat)
-        site_hop_raw = client.submit(_in_site_hop, min(args.hop_repeat, 100), workers=[addrs[0]],
-                                     allow_other_workers=False, pure=False).result()
+        site_hop_raw = client.submit(
+            _in_site_hop, min(args.hop_repeat, 100), workers=[addrs[0]], allow_other_workers=False, pure=False
+        ).result()
         site_hop = {k: summary(v) for k, v in site_hop_raw.items()}
-        sched_cost = measure_placement(fleet, names[:max(fanouts)])
+        sched_cost = measure_placement(fleet, names[: max(fanouts)])
         rpc = measure_rpc(fleet, 50)
         cpu = measure_cpu(cluster, fleet, client, names, addrs, max(fanouts), args.cpu_repeat, gap)
         cluster.check_alive()
@@ -519,23 +600,41 @@ def main(argv=None) -> int:
         report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, measure_s, total_s)
         if args.json:
             with open(args.json, "w") as out:
-                json.dump({
-                    "config": {"mode": "inprocess" if args.inprocess else "processes", "sites": args.sites,
-                               "repeat": args.repeat, "warmup": args.warmup, "fanouts": fanouts,
-                               "gap_ms": args.gap, "cpus": os.cpu_count(), "python": platform.python_version(),
-                               "dask": dask.__version__, "distributed": distributed.__version__,
-                               "goal_ratio_p50": GOAL},
-                    "round_trip": rows,
-                    "round_trip_back_to_back": rows_b2b,
-                    "samples_ms": {str(k): {m: [x * 1000 for x in v] for m, v in d.items()}
-                                   for k, d in isolated.items()},
-                    "samples_back_to_back_ms": {str(k): {m: [x * 1000 for x in v] for m, v in d.items()}
-                                                for k, d in (back_to_back or {}).items()},
-                    "runner_hop_local": local_hop, "runner_hop_in_site": site_hop,
-                    "placement": sched_cost, "rpc": rpc,
-                    "cpu_ms_per_round_trip": cpu,
-                    "measure_s": measure_s, "total_s": total_s,
-                }, out, indent=2)
+                json.dump(
+                    {
+                        "config": {
+                            "mode": "inprocess" if args.inprocess else "processes",
+                            "sites": args.sites,
+                            "repeat": args.repeat,
+                            "warmup": args.warmup,
+                            "fanouts": fanouts,
+                            "gap_ms": args.gap,
+                            "cpus": os.cpu_count(),
+                            "python": platform.python_version(),
+                            "dask": dask.__version__,
+                            "distributed": distributed.__version__,
+                            "goal_ratio_p50": GOAL,
+                        },
+                        "round_trip": rows,
+                        "round_trip_back_to_back": rows_b2b,
+                        "samples_ms": {
+                            str(k): {m: [x * 1000 for x in v] for m, v in d.items()} for k, d in isolated.items()
+                        },
+                        "samples_back_to_back_ms": {
+                            str(k): {m: [x * 1000 for x in v] for m, v in d.items()}
+                            for k, d in (back_to_back or {}).items()
+                        },
+                        "runner_hop_local": local_hop,
+                        "runner_hop_in_site": site_hop,
+                        "placement": sched_cost,
+                        "rpc": rpc,
+                        "cpu_ms_per_round_trip": cpu,
+                        "measure_s": measure_s,
+                        "total_s": total_s,
+                    },
+                    out,
+                    indent=2,
+                )
             print(f"\nfigures saved to {args.json}")
         failed = False
         return 0 if all(r["ratio_p50"] <= GOAL for r in rows) else 1
@@ -550,30 +649,40 @@ def main(argv=None) -> int:
 
 
 def table(rows: list[dict]) -> None:
-    head = (f"{'fan-out':>7} | {'Dask p50':>8} {'p90':>7} | {'Fleet p50':>9} {'p90':>7} | "
-            f"{'ratio p50':>9} {'p90':>5} | {'+ms p50':>7} | goal <= {GOAL}")
+    head = (
+        f"{'fan-out':>7} | {'Dask p50':>8} {'p90':>7} | {'Fleet p50':>9} {'p90':>7} | "
+        f"{'ratio p50':>9} {'p90':>5} | {'+ms p50':>7} | goal <= {GOAL}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         p, f = r["plain"], r["fleet"]
         verdict = "ok" if r["ratio_p50"] <= GOAL else "OVER"
-        print(f"{r['fanout']:>7} | {p['p50_ms']:8.2f} {p['p90_ms']:7.2f} | {f['p50_ms']:9.2f} {f['p90_ms']:7.2f} | "
-              f"{r['ratio_p50']:9.2f} {r['ratio_p90']:5.2f} | {r['extra_p50_ms']:7.2f} | {verdict}")
+        print(
+            f"{r['fanout']:>7} | {p['p50_ms']:8.2f} {p['p90_ms']:7.2f} | {f['p50_ms']:9.2f} {f['p90_ms']:7.2f} | "
+            f"{r['ratio_p50']:9.2f} {r['ratio_p90']:5.2f} | {r['extra_p50_ms']:7.2f} | {verdict}"
+        )
 
 
 def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, measure_s, total_s) -> None:
     mode = "in-process sites" if args.inprocess else "process sites (1 thread + 1 runner each)"
-    print(f"\njupyter-edge Fleet.run vs plain Dask: {args.sites} {mode}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, distributed {distributed.__version__}")
-    print(f"round trip of a function returning 1, in ms; {args.repeat} interleaved repetitions per fan-out "
-          f"and mode, after {args.warmup} warm-up rounds")
+    print(
+        f"\njupyter-edge Fleet.run vs plain Dask: {args.sites} {mode}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, distributed {distributed.__version__}"
+    )
+    print(
+        f"round trip of a function returning 1, in ms; {args.repeat} interleaved repetitions per fan-out "
+        f"and mode, after {args.warmup} warm-up rounds"
+    )
     print(f"\n[isolated] {args.gap:g} ms idle before each call (a cell run on its own):")
     table(rows)
     met = all(r["ratio_p50"] <= GOAL for r in rows)
     print(f"goal (Fleet.run p50 <= {GOAL} x plain Dask p50 at every fan-out): {'MET' if met else 'NOT MET'}")
     if rows_b2b:
-        print("\n[back-to-back] no pause between calls (a loop of calls; Dask's client->scheduler "
-              "stream batches every 10 ms):")
+        print(
+            "\n[back-to-back] no pause between calls (a loop of calls; Dask's client->scheduler "
+            "stream batches every 10 ms):"
+        )
         table(rows_b2b)
         met = all(r["ratio_p50"] <= GOAL for r in rows_b2b)
         print(f"goal, back-to-back: {'MET' if met else 'NOT MET'}")
@@ -589,13 +698,17 @@ def report(args, rows, rows_b2b, local_hop, site_hop, sched_cost, rpc, cpu, meas
     block("scheduler RPC round trips from the client:", rpc)
     if cpu:
         k = max(r["fanout"] for r in rows)
-        print(f"\nCPU per round trip at fan-out {k}, by process (ms of CPU, idle baseline taken off; "
-              f"{args.cpu_repeat} isolated calls each):")
+        print(
+            f"\nCPU per round trip at fan-out {k}, by process (ms of CPU, idle baseline taken off; "
+            f"{args.cpu_repeat} isolated calls each):"
+        )
         roles = list(cpu["plain"])
         print(f"  {'':<24}" + "".join(f"{r.split(' ')[0]:>11}" for r in roles))
         for mode in ("plain", "fleet"):
-            print(f"  {'plain Dask' if mode == 'plain' else 'Fleet.run':<24}"
-                  + "".join(f"{cpu[mode][r]:11.2f}" for r in roles))
+            print(
+                f"  {'plain Dask' if mode == 'plain' else 'Fleet.run':<24}"
+                + "".join(f"{cpu[mode][r]:11.2f}" for r in roles)
+            )
     print(f"\nmeasurement {measure_s:.1f}s, whole run {total_s:.1f}s")
 
 

@@ -127,8 +127,10 @@ def check_values(mode: str, out, targets) -> None:
         want = sorted(str(t) for t in targets)
         got = sorted(m.group(1) for s in shown if (m := re.match(r"Out\[(\d+):\d+\]: 1$", s)))
     if got != want:
-        raise AssertionError(f"{LABEL[mode]} showed {shown!r} (stdout {out.stdout[-500:]!r}), "
-                             f"expected a value of 1 from each of {list(targets)}")
+        raise AssertionError(
+            f"{LABEL[mode]} showed {shown!r} (stdout {out.stdout[-500:]!r}), "
+            f"expected a value of 1 from each of {list(targets)}"
+        )
 
 
 # --- output throughput ----------------------------------------------------------------
@@ -162,10 +164,16 @@ def check_lines(out_text: str, targets, lines: int) -> dict:
     per = {}
     for t in targets:
         got = found.get(str(t), [])
-        per[str(t)] = {"lines": len(got), "whole_and_in_order": got == want,
-                       "numbers_present": len(set(got) & set(want))}
-    return {"complete": all(v["whole_and_in_order"] for v in per.values()), "per_target": per,
-            "stray_labels": sorted(set(found) - {str(t) for t in targets})}
+        per[str(t)] = {
+            "lines": len(got),
+            "whole_and_in_order": got == want,
+            "numbers_present": len(set(got) & set(want)),
+        }
+    return {
+        "complete": all(v["whole_and_in_order"] for v in per.values()),
+        "per_target": per,
+        "stray_labels": sorted(set(found) - {str(t) for t in targets}),
+    }
 
 
 def measure_output(bench: Bench, k: int, lines: int, repeat: int) -> dict:
@@ -181,9 +189,13 @@ def measure_output(bench: Bench, k: int, lines: int, repeat: int) -> dict:
             dt, out = run(k, cell)
             times.append(dt)
             checks.append(check_lines(out.stdout, targets, lines))
-        res[mode] = {"wall": summary(times), "samples_ms": [x * 1000 for x in times],
-                     "complete_runs": sum(c["complete"] for c in checks), "runs": repeat,
-                     "first_incomplete": next((c for c in checks if not c["complete"]), None)}
+        res[mode] = {
+            "wall": summary(times),
+            "samples_ms": [x * 1000 for x in times],
+            "complete_runs": sum(c["complete"] for c in checks),
+            "runs": repeat,
+            "first_incomplete": next((c for c in checks if not c["complete"]), None),
+        }
     return res
 
 
@@ -381,7 +393,7 @@ def measure_cpu(bench: Bench, roles: dict[int, str], k: int, n: int, gap: float)
     """CPU ms per call at size ``k``, by process role; the idle baseline over
     the same wall time is taken off."""
     raw = {}
-    for mode in ("idle",) + MODES:
+    for mode in ("idle", *MODES):
         before, t0, calls = cpu_by_role(roles), perf_counter(), []
         for _ in range(n):
             time.sleep(gap)
@@ -421,11 +433,16 @@ def rows_of(samples: dict) -> list[dict]:
     rows = []
     for k, d in samples.items():
         s = {m: summary(d[m]) for m in MODES}
-        rows.append({"size": k, **s,
-                     "edge_over_dask_p50": s["edge"]["p50_ms"] / s["dask"]["p50_ms"],
-                     "edge_over_px_p50": s["edge"]["p50_ms"] / s["px"]["p50_ms"],
-                     "edge_over_dask_p90": s["edge"]["p90_ms"] / s["dask"]["p90_ms"],
-                     "edge_over_px_p90": s["edge"]["p90_ms"] / s["px"]["p90_ms"]})
+        rows.append(
+            {
+                "size": k,
+                **s,
+                "edge_over_dask_p50": s["edge"]["p50_ms"] / s["dask"]["p50_ms"],
+                "edge_over_px_p50": s["edge"]["p50_ms"] / s["px"]["p50_ms"],
+                "edge_over_dask_p90": s["edge"]["p90_ms"] / s["dask"]["p90_ms"],
+                "edge_over_px_p90": s["edge"]["p90_ms"] / s["px"]["p90_ms"],
+            }
+        )
     for r in rows:
         r["faster_than_px"] = r["edge"]["p50_ms"] < r["px"]["p50_ms"]
         r["within_dask_goal"] = r["edge_over_dask_p50"] <= GOAL_VS_DASK
@@ -435,8 +452,13 @@ def rows_of(samples: dict) -> list[dict]:
 def start_ipp(n: int, workdir: str, timeout: int):
     import ipyparallel as ipp
 
-    cluster = ipp.Cluster(n=n, profile_dir=os.path.join(workdir, "ipp-profile"), log_level=logging.WARNING,
-                          engine_timeout=timeout, controller_ip="127.0.0.1")
+    cluster = ipp.Cluster(
+        n=n,
+        profile_dir=os.path.join(workdir, "ipp-profile"),
+        log_level=logging.WARNING,
+        engine_timeout=timeout,
+        controller_ip="127.0.0.1",
+    )
     return cluster
 
 
@@ -466,22 +488,40 @@ def reap(procs: list, timeout: float = 15) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default="1,4,8,16", help="comma-separated sites/engines per cell (default 1,4,8,16)")
     ap.add_argument("--repeat", type=int, default=30, help="measured repetitions per size and mode (default 30)")
     ap.add_argument("--warmup", type=int, default=3, help="unmeasured rounds first (default 3)")
-    ap.add_argument("--gap", type=float, default=25,
-                    help="ms of idle before each call (default 25, as in bench_fleet.py: a cell run on its own)")
+    ap.add_argument(
+        "--gap",
+        type=float,
+        default=25,
+        help="ms of idle before each call (default 25, as in bench_fleet.py: a cell run on its own)",
+    )
     ap.add_argument("--output-size", type=int, default=4, help="sites/engines for the output test (default 4)")
     ap.add_argument("--output-lines", type=int, default=1000, help="lines each site prints (default 1000)")
     ap.add_argument("--output-repeat", type=int, default=5, help="output-test repetitions per magic (default 5)")
-    ap.add_argument("--breakdown-repeat", type=int, default=15,
-                    help="%%%%edge cells timed step by step at the smallest and largest size (0: skip; default 15)")
-    ap.add_argument("--profile", type=int, default=None, metavar="N",
-                    help="cProfile N %%%%edge cells at the largest size (default: 20, only when a goal is missed; 0: never)")
-    ap.add_argument("--cpu-repeat", type=int, default=15,
-                    help="calls per mode for CPU by process at the largest size (0: skip; default 15)")
+    ap.add_argument(
+        "--breakdown-repeat",
+        type=int,
+        default=15,
+        help="%%%%edge cells timed step by step at the smallest and largest size (0: skip; default 15)",
+    )
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cProfile N %%%%edge cells at the largest size (default: 20, only when a goal is missed; 0: never)",
+    )
+    ap.add_argument(
+        "--cpu-repeat",
+        type=int,
+        default=15,
+        help="calls per mode for CPU by process at the largest size (0: skip; default 15)",
+    )
     ap.add_argument("--json", metavar="OUT", help="save every figure (and the raw samples) as JSON")
     ap.add_argument("--start-timeout", type=float, default=180, help="seconds for the fleet and engines to come up")
     args = ap.parse_args(argv)
@@ -489,7 +529,7 @@ def main(argv=None) -> int:
     sizes = sorted({int(x) for x in args.sizes.split(",") if x.strip()})
     if not sizes or sizes[0] < 1:
         ap.error("--sizes: positive numbers")
-    n = max(sizes + [args.output_size])
+    n = max([*sizes, args.output_size])
     logging.getLogger("distributed").setLevel(logging.ERROR)
     logging.getLogger("ipyparallel").setLevel(logging.WARNING)
 
@@ -514,8 +554,7 @@ def main(argv=None) -> int:
         from IPython.testing.globalipapp import get_ipython
         from IPython.utils.capture import capture_output
 
-        print(f"starting {n} jupyter-edge sites and {n} ipyparallel engines on {os.cpu_count()} CPU(s) ...",
-              flush=True)
+        print(f"starting {n} jupyter-edge sites and {n} ipyparallel engines on {os.cpu_count()} CPU(s) ...", flush=True)
         fleet_procs.start(args.start_timeout)
         cluster = start_ipp(n, workdir, int(args.start_timeout))
         t_ipp = perf_counter()
@@ -536,12 +575,14 @@ def main(argv=None) -> int:
         by_name = {s.name: s.address for s in sites}
         names = fleet_procs.names
         addrs = [by_name[x] for x in names]
-        for k in sizes + [args.output_size]:
+        for k in [*sizes, args.output_size]:
             view = rc[engines[:k]]
             view.block = True
             view.activate(f"_{k}")  # %%px_K on engines[:K]
-        print(f"fleet and engines up in {perf_counter() - began:.1f}s "
-              f"(ipyparallel: {ipp_up:.1f}s); {out.stdout.strip()}", flush=True)
+        print(
+            f"fleet and engines up in {perf_counter() - began:.1f}s (ipyparallel: {ipp_up:.1f}s); {out.stdout.strip()}",
+            flush=True,
+        )
 
         bench = Bench(shell, fleet.client, names, addrs, engines)
         for _ in range(args.warmup):
@@ -575,27 +616,60 @@ def main(argv=None) -> int:
         fleet_procs.check_alive()
         total_s = perf_counter() - began
 
-        report(args, sizes, rows, output, breakdown, cpu, profiles, n_prof, measure_s, output_s, total_s,
-               versions={"ipyparallel": ipp.__version__, "distributed": distributed.__version__,
-                         "ipython": IPython.__version__})
+        report(
+            args,
+            sizes,
+            rows,
+            output,
+            breakdown,
+            cpu,
+            profiles,
+            n_prof,
+            measure_s,
+            output_s,
+            total_s,
+            versions={
+                "ipyparallel": ipp.__version__,
+                "distributed": distributed.__version__,
+                "ipython": IPython.__version__,
+            },
+        )
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({
-                    "config": {"sizes": sizes, "repeat": args.repeat, "warmup": args.warmup, "gap_ms": args.gap,
-                               "sites": n, "engines": n, "cpus": os.cpu_count(),
-                               "python": platform.python_version(), "distributed": distributed.__version__,
-                               "ipyparallel": ipp.__version__, "ipython": IPython.__version__,
-                               "goals": {"edge_over_dask_p50_max": GOAL_VS_DASK, "edge_p50_below_px_p50": True}},
-                    "round_trip": rows,
-                    "samples_ms": {str(k): {m: [x * 1000 for x in v] for m, v in d.items()}
-                                   for k, d in samples.items()},
-                    "output": {"size": args.output_size, "lines": args.output_lines, **output},
-                    "breakdown": {str(k): v for k, v in (breakdown or {}).items()},
-                    "cpu_ms_per_call": cpu, "cpu_size": sizes[-1],
-                    "profiles": profiles,
-                    "goals_met": met, "output_complete": output_ok,
-                    "measure_s": measure_s, "output_s": output_s, "total_s": total_s,
-                }, f, indent=2)
+                json.dump(
+                    {
+                        "config": {
+                            "sizes": sizes,
+                            "repeat": args.repeat,
+                            "warmup": args.warmup,
+                            "gap_ms": args.gap,
+                            "sites": n,
+                            "engines": n,
+                            "cpus": os.cpu_count(),
+                            "python": platform.python_version(),
+                            "distributed": distributed.__version__,
+                            "ipyparallel": ipp.__version__,
+                            "ipython": IPython.__version__,
+                            "goals": {"edge_over_dask_p50_max": GOAL_VS_DASK, "edge_p50_below_px_p50": True},
+                        },
+                        "round_trip": rows,
+                        "samples_ms": {
+                            str(k): {m: [x * 1000 for x in v] for m, v in d.items()} for k, d in samples.items()
+                        },
+                        "output": {"size": args.output_size, "lines": args.output_lines, **output},
+                        "breakdown": {str(k): v for k, v in (breakdown or {}).items()},
+                        "cpu_ms_per_call": cpu,
+                        "cpu_size": sizes[-1],
+                        "profiles": profiles,
+                        "goals_met": met,
+                        "output_complete": output_ok,
+                        "measure_s": measure_s,
+                        "output_s": output_s,
+                        "total_s": total_s,
+                    },
+                    f,
+                    indent=2,
+                )
             print(f"\nfigures saved to {args.json}")
         failed = False
         return 0 if met and output_ok else 1
@@ -604,14 +678,14 @@ def main(argv=None) -> int:
         if shell is not None:
             try:
                 shell.run_line_magic("edge", "disconnect")
-            except Exception as e:  # noqa: BLE001 - keep cleaning up
+            except Exception as e:
                 print(f"  %edge disconnect failed: {e!r}", file=sys.stderr)
         if rc is not None:
             rc.close()
         if cluster is not None:
             try:
                 cluster.stop_cluster_sync()
-            except Exception as e:  # noqa: BLE001 - keep cleaning up
+            except Exception as e:
                 print(f"  stopping the ipyparallel cluster failed: {e!r}", file=sys.stderr)
         fleet_procs.close()
         reap(started)
@@ -625,39 +699,62 @@ def main(argv=None) -> int:
 
 
 def report(args, sizes, rows, output, breakdown, cpu, profiles, n_prof, measure_s, output_s, total_s, versions):
-    n = max(sizes + [args.output_size])
-    print(f"\n%%edge vs plain Dask vs %%px: {n} jupyter-edge process sites (1 thread + 1 runner each) and "
-          f"{n} ipyparallel engines, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"IPython {versions['ipython']}, distributed {versions['distributed']}, "
-          f"ipyparallel {versions['ipyparallel']}")
-    print(f"round trip of a cell `1` (Dask: a function returning 1), in ms; {args.repeat} interleaved "
-          f"repetitions per size and mode, {args.gap:g} ms idle before each call, after {args.warmup} "
-          "warm-up rounds")
-    head = (f"{'size':>4} | {'%%edge p50':>10} {'p90':>6} | {'Dask p50':>8} {'p90':>6} | {'%%px p50':>8} {'p90':>6} | "
-            f"{'edge/Dask':>9} {'edge/px':>7} | goals: <= {GOAL_VS_DASK} x Dask, < px")
+    n = max([*sizes, args.output_size])
+    print(
+        f"\n%%edge vs plain Dask vs %%px: {n} jupyter-edge process sites (1 thread + 1 runner each) and "
+        f"{n} ipyparallel engines, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"IPython {versions['ipython']}, distributed {versions['distributed']}, "
+        f"ipyparallel {versions['ipyparallel']}"
+    )
+    print(
+        f"round trip of a cell `1` (Dask: a function returning 1), in ms; {args.repeat} interleaved "
+        f"repetitions per size and mode, {args.gap:g} ms idle before each call, after {args.warmup} "
+        "warm-up rounds"
+    )
+    head = (
+        f"{'size':>4} | {'%%edge p50':>10} {'p90':>6} | {'Dask p50':>8} {'p90':>6} | {'%%px p50':>8} {'p90':>6} | "
+        f"{'edge/Dask':>9} {'edge/px':>7} | goals: <= {GOAL_VS_DASK} x Dask, < px"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         e, d, p = r["edge"], r["dask"], r["px"]
-        verdict = ", ".join(x for x, bad in (("OVER Dask goal", not r["within_dask_goal"]),
-                                             ("SLOWER than px", not r["faster_than_px"])) if bad) or "ok"
-        print(f"{r['size']:>4} | {e['p50_ms']:10.2f} {e['p90_ms']:6.2f} | {d['p50_ms']:8.2f} {d['p90_ms']:6.2f} | "
-              f"{p['p50_ms']:8.2f} {p['p90_ms']:6.2f} | {r['edge_over_dask_p50']:9.2f} "
-              f"{r['edge_over_px_p50']:7.2f} | {verdict}")
+        verdict = (
+            ", ".join(
+                x
+                for x, bad in (
+                    ("OVER Dask goal", not r["within_dask_goal"]),
+                    ("SLOWER than px", not r["faster_than_px"]),
+                )
+                if bad
+            )
+            or "ok"
+        )
+        print(
+            f"{r['size']:>4} | {e['p50_ms']:10.2f} {e['p90_ms']:6.2f} | {d['p50_ms']:8.2f} {d['p90_ms']:6.2f} | "
+            f"{p['p50_ms']:8.2f} {p['p90_ms']:6.2f} | {r['edge_over_dask_p50']:9.2f} "
+            f"{r['edge_over_px_p50']:7.2f} | {verdict}"
+        )
     g1 = all(r["faster_than_px"] for r in rows)
     g2 = all(r["within_dask_goal"] for r in rows)
     print(f"goal: %%edge faster than %%px at every size (p50): {'MET' if g1 else 'NOT MET'}")
-    print(f"goal: %%edge within {GOAL_VS_DASK}x plain Dask submit+gather at every size (p50): "
-          f"{'MET' if g2 else 'NOT MET'}")
+    print(
+        f"goal: %%edge within {GOAL_VS_DASK}x plain Dask submit+gather at every size (p50): "
+        f"{'MET' if g2 else 'NOT MET'}"
+    )
 
-    print(f"\noutput: a cell printing {args.output_lines} lines at each of {args.output_size} sites/engines, "
-          f"{args.output_repeat} runs each after a warm-up:")
+    print(
+        f"\noutput: a cell printing {args.output_lines} lines at each of {args.output_size} sites/engines, "
+        f"{args.output_repeat} runs each after a warm-up:"
+    )
     for mode in ("edge", "px"):
         o = output[mode]
         lines = args.output_lines * args.output_size
-        print(f"  {LABEL[mode]:<7} wall p50 {o['wall']['p50_ms']:8.2f} ms  p90 {o['wall']['p90_ms']:8.2f} ms  "
-              f"({lines / (o['wall']['p50_ms'] / 1000):,.0f} lines/s); every line arrived whole and in order "
-              f"in {o['complete_runs']}/{o['runs']} runs")
+        print(
+            f"  {LABEL[mode]:<7} wall p50 {o['wall']['p50_ms']:8.2f} ms  p90 {o['wall']['p90_ms']:8.2f} ms  "
+            f"({lines / (o['wall']['p50_ms'] / 1000):,.0f} lines/s); every line arrived whole and in order "
+            f"in {o['complete_runs']}/{o['runs']} runs"
+        )
         bad = o["first_incomplete"]
         if bad:
             short = {t: v for t, v in bad["per_target"].items() if not v["whole_and_in_order"]}
@@ -666,26 +763,42 @@ def report(args, sizes, rows, output, breakdown, cpu, profiles, n_prof, measure_
     print(f"check: every %%edge line arrived: {'OK' if ok else 'NO'}")
 
     if breakdown:
-        print("\nwhere a %%edge cell's time goes (p50 ms per cell; each step timed by a wrapper this script "
-              f"installs; {args.breakdown_repeat} cells per size, interleaved with the two references):")
+        print(
+            "\nwhere a %%edge cell's time goes (p50 ms per cell; each step timed by a wrapper this script "
+            f"installs; {args.breakdown_repeat} cells per size, interleaved with the two references):"
+        )
         ks = list(breakdown)
         print(f"  {'':<34}" + "".join(f"{'size ' + str(k):>12}" for k in ks))
-        print(f"  {'%%edge (run_cell_magic)':<34}" + "".join(f"{breakdown[k]['%%edge total']['p50_ms']:12.2f}" for k in ks))
+        print(
+            f"  {'%%edge (run_cell_magic)':<34}"
+            + "".join(f"{breakdown[k]['%%edge total']['p50_ms']:12.2f}" for k in ks)
+        )
         for label, _, _ in StepTimer.STEPS:
             print(f"  {label:<34}" + "".join(f"{breakdown[k]['steps'][label]['p50_ms']:12.2f}" for k in ks))
-        print(f"  {'ref: Fleet.run(one) (no magic)':<34}"
-              + "".join(f"{breakdown[k]['Fleet.run(one) (no magic)']['p50_ms']:12.2f}" for k in ks))
+        print(
+            f"  {'ref: Fleet.run(one) (no magic)':<34}"
+            + "".join(f"{breakdown[k]['Fleet.run(one) (no magic)']['p50_ms']:12.2f}" for k in ks)
+        )
         print(f"  {'ref: plain Dask':<34}" + "".join(f"{breakdown[k]['plain Dask']['p50_ms']:12.2f}" for k in ks))
     if cpu:
-        print(f"\nCPU ms per call at size {sizes[-1]}, by process (idle baseline taken off; "
-              f"{args.cpu_repeat} calls each; wall is the call's own round trip):")
-        short = {ROLES[0]: "client", ROLES[1]: "scheduler", ROLES[2]: "workers", ROLES[3]: "runners",
-                 ROLES[4]: "ipp ctrl", ROLES[5]: "ipp engines"}
+        print(
+            f"\nCPU ms per call at size {sizes[-1]}, by process (idle baseline taken off; "
+            f"{args.cpu_repeat} calls each; wall is the call's own round trip):"
+        )
+        short = {
+            ROLES[0]: "client",
+            ROLES[1]: "scheduler",
+            ROLES[2]: "workers",
+            ROLES[3]: "runners",
+            ROLES[4]: "ipp ctrl",
+            ROLES[5]: "ipp engines",
+        }
         print(f"  {'':<11}" + "".join(f"{short[r]:>12}" for r in ROLES) + f"{'total':>10}{'wall':>9}")
         for mode in MODES:
             c = cpu[mode]
-            print(f"  {LABEL[mode]:<11}" + "".join(f"{c[r]:12.2f}" for r in ROLES)
-                  + f"{c['total']:10.2f}{c['wall']:9.2f}")
+            print(
+                f"  {LABEL[mode]:<11}" + "".join(f"{c[r]:12.2f}" for r in ROLES) + f"{c['total']:10.2f}{c['wall']:9.2f}"
+            )
     if profiles:
         print(f"\ncProfile of {n_prof} %%edge cells at size {sizes[-1]} (client side):")
         for name, text in profiles.items():

@@ -51,14 +51,27 @@ def serve_and_measure(fleet, args) -> int:
         token, port = secrets.token_hex(16), free_port()
         env = {**os.environ, "JUPYTER_EDGE_SCHEDULER": fleet.address, "JUPYTER_RUNTIME_DIR": root}
         server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
-             "--ServerApp.jpserver_extensions={'jupyter_edge': True}"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                "--no-browser",
+                f"--port={port}",
+                "--ip=127.0.0.1",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}",
+                "--allow-root",
+                "--ServerApp.jpserver_extensions={'jupyter_edge': True}",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def fetch(path: str) -> tuple[float, dict]:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/jupyter-edge/api/{path}",
-                                             headers={"Authorization": f"token {token}"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/jupyter-edge/api/{path}", headers={"Authorization": f"token {token}"}
+            )
             t0 = perf_counter()
             with urllib.request.urlopen(request, timeout=30) as response:
                 body = response.read()

@@ -24,8 +24,8 @@ from time import perf_counter
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
 
-from browser import Lab, launch_chromium  # noqa: E402
-from reporting_sites import reporting_fleet  # noqa: E402
+from browser import Lab, launch_chromium
+from reporting_sites import reporting_fleet
 
 RENDER_GOAL_MS = 1000.0
 FILTER_GOAL_MS = 100.0
@@ -68,8 +68,7 @@ def measure(fleet, sites: int, repeat: int) -> tuple[float, list[float], list[fl
             # Timed from Python: the click as a user makes it, to the sites drawn.
             t0 = perf_counter()
             page.click(".jp-SideBar .lm-TabBar-tab[data-id='jupyter-edge-sidebar']")
-            page.wait_for_function(f"document.querySelectorAll('.jp-EdgeSite').length === {sites}",
-                                   polling="raf")
+            page.wait_for_function(f"document.querySelectorAll('.jp-EdgeSite').length === {sites}", polling="raf")
             first = (perf_counter() - t0) * 1000
 
             eu = (sites + 2) // 3  # site i is in region ("eu", "us", "ap")[i % 3]
@@ -96,13 +95,18 @@ def main(argv=None) -> int:
 
     print(f"\nThe sidebar with {args.sites} sites in headless Chromium ({args.repeat} repetitions, ms):")
     print(f"  first open (click to {args.sites} sites, GET included)  {first:8.1f}")
-    print(f"  render {args.sites} sites from none    p50 {percentile(render, 0.5):7.1f}   "
-          f"p90 {percentile(render, 0.9):7.1f}")
-    print(f"  filter                       p50 {percentile(filtering, 0.5):7.1f}   "
-          f"p90 {percentile(filtering, 0.9):7.1f}")
+    print(
+        f"  render {args.sites} sites from none    p50 {percentile(render, 0.5):7.1f}   "
+        f"p90 {percentile(render, 0.9):7.1f}"
+    )
+    print(
+        f"  filter                       p50 {percentile(filtering, 0.5):7.1f}   p90 {percentile(filtering, 0.9):7.1f}"
+    )
     met = percentile(render, 0.9) <= RENDER_GOAL_MS and percentile(filtering, 0.9) <= FILTER_GOAL_MS
-    print(f"goals (render within {RENDER_GOAL_MS:g} ms, filter within {FILTER_GOAL_MS:g} ms at p90): "
-          f"{'MET' if met else 'NOT MET'}")
+    print(
+        f"goals (render within {RENDER_GOAL_MS:g} ms, filter within {FILTER_GOAL_MS:g} ms at p90): "
+        f"{'MET' if met else 'NOT MET'}"
+    )
     return 0 if met else 1
 
 

@@ -42,15 +42,15 @@ def unload_ipython_extension(ipython) -> None:
 
 
 __all__ = [
-    "__version__",
+    "ExecutionError",
     "Fleet",
     "Job",
-    "JobResult",
     "JobError",
     "JobInterrupted",
-    "ExecutionError",
+    "JobResult",
     "PlacementError",
     "SelectorError",
     "SiteLost",
     "State",
+    "__version__",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["GPU", "DatasetShard", "Site", "DatasetInfo", "Catalog"]
+__all__ = ["GPU", "Catalog", "DatasetInfo", "DatasetShard", "Site"]
 
 
 def _from_dict(cls, data: dict):

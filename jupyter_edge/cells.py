@@ -28,8 +28,7 @@ def used_names(source: str) -> set[str]:
     return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
 
 
-def names_to_send(source: str, namespace: dict, push: list[str] | None = None,
-                  no_push: bool = False) -> dict:
+def names_to_send(source: str, namespace: dict, push: list[str] | None = None, no_push: bool = False) -> dict:
     """The notebook's values for the names ``source`` uses; ``push`` names them
     explicitly instead, ``no_push`` sends none."""
     if no_push:
@@ -41,9 +40,11 @@ def names_to_send(source: str, namespace: dict, push: list[str] | None = None,
         chosen = {name: namespace[name] for name in push if name not in RESERVED}
     else:
         # Private names and IPython's own helpers mean nothing at a site.
-        chosen = {name: namespace[name] for name in sorted(used_names(source) - RESERVED)
-                  if name in namespace and not name.startswith("_")
-                  and not _is_shell_machinery(namespace[name])}
+        chosen = {
+            name: namespace[name]
+            for name in sorted(used_names(source) - RESERVED)
+            if name in namespace and not name.startswith("_") and not _is_shell_machinery(namespace[name])
+        }
     return {name: value for name, value in chosen.items() if not _is_builtin(name, value)}
 
 
@@ -59,8 +60,10 @@ def pack_names(names: dict) -> bytes | None:
             try:
                 cloudpickle.dumps(value)
             except Exception as e:
-                raise ValueError(f"the name {name!r} cannot be sent to the sites ({type(e).__name__}: {e}); "
-                                 "leave it out with --push a,b / --no-push") from None
+                raise ValueError(
+                    f"the name {name!r} cannot be sent to the sites ({type(e).__name__}: {e}); "
+                    "leave it out with --push a,b / --no-push"
+                ) from None
         raise
     if len(packed) > limit:
         sizes = sorted(((len(cloudpickle.dumps(v)), k) for k, v in names.items()), reverse=True)

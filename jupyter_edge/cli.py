@@ -28,13 +28,16 @@ def main() -> None:
 
 def tls_options(fn):
     """Dask's TLS flags, and ``--tls-dir`` for a folder made by ``certs create``."""
-    for option in reversed([
-        click.option("--tls-ca-file", default=None, help="The fleet's CA certificate (PEM)."),
-        click.option("--tls-cert", default=None, help="This process's certificate (PEM)."),
-        click.option("--tls-key", default=None, help="This process's private key (PEM)."),
-        click.option("--tls-dir", default=None,
-                     help="A folder from `jupyter-edge certs create` (ca.pem, cert.pem, key.pem)."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--tls-ca-file", default=None, help="The fleet's CA certificate (PEM)."),
+            click.option("--tls-cert", default=None, help="This process's certificate (PEM)."),
+            click.option("--tls-key", default=None, help="This process's private key (PEM)."),
+            click.option(
+                "--tls-dir", default=None, help="A folder from `jupyter-edge certs create` (ca.pem, cert.pem, key.pem)."
+            ),
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -71,8 +74,7 @@ async def _until_signal_or_finished(server) -> None:
 @click.option("--scheduler-file", default=None, help="Write the scheduler's address to this JSON file.")
 @click.option("--dashboard-address", default=None, help="Serve Dask's dashboard here, e.g. :8787 (needs bokeh).")
 @tls_options
-def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_address: str | None,
-              **tls) -> None:
+def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_address: str | None, **tls) -> None:
     """Start the fleet's scheduler, with the catalog and job registry."""
     from distributed import Scheduler
 
@@ -82,10 +84,16 @@ def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_addres
 
     async def run() -> None:
         with dask.config.set(_liveness_settings()):
-            server = Scheduler(host=host or None, port=port, scheduler_file=scheduler_file,
-                               dashboard=dashboard_address is not None, security=security,
-                               protocol="tls" if security else None,
-                               dashboard_address=dashboard_address, plugins=[EdgeSchedulerPlugin()])
+            server = Scheduler(
+                host=host or None,
+                port=port,
+                scheduler_file=scheduler_file,
+                dashboard=dashboard_address is not None,
+                security=security,
+                protocol="tls" if security else None,
+                dashboard_address=dashboard_address,
+                plugins=[EdgeSchedulerPlugin()],
+            )
             await server
             click.echo(f"jupyter-edge scheduler at {server.address}", err=True)
             await _until_signal_or_finished(server)
@@ -99,22 +107,44 @@ def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_addres
 @click.option("--scheduler-file", default=None, help="Read the scheduler's address from this file.")
 @click.option("--name", required=True, help="The site's name, unique in the fleet (e.g. berlin).")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label, e.g. region=eu (repeatable).")
-@click.option("--dataset", "datasets", multiple=True, metavar="NAME=PATH[@SHARD]",
-              help="A dataset this site holds: a folder or an s3:// prefix (repeatable).")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME=PATH[@SHARD]",
+    help="A dataset this site holds: a folder or an s3:// prefix (repeatable).",
+)
 @click.option("--gpus", default="none", show_default=True, help="'auto' (NVML), a number declared by hand, or 'none'.")
 @click.option("--nthreads", default=1, show_default=True, type=int, help="Executions the site runs at once.")
 @click.option("--host", default=None, help="Interface to listen on.")
-@click.option("--docker", "docker_url", is_flag=False, flag_value="", default=None, metavar="[ENGINE_URL]",
-              help="Run container executions (%%edge --image, %edge run) through this Docker-compatible "
-                   "engine, e.g. unix:///var/run/docker.sock (alone: $DOCKER_HOST or the default socket).")
-@click.option("--policy", "policy_file", default=None, metavar="FILE",
-              help="This site's policy (YAML): who may use which dataset, cells or images only, result cap.")
-@click.option("--audit-log", default=None, metavar="PATH",
-              help="This site's audit log (JSON lines; default: edge.audit-log, else "
-                   "~/.local/state/jupyter-edge/audit-NAME.jsonl).")
+@click.option(
+    "--docker",
+    "docker_url",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ENGINE_URL]",
+    help="Run container executions (%%edge --image, %edge run) through this Docker-compatible "
+    "engine, e.g. unix:///var/run/docker.sock (alone: $DOCKER_HOST or the default socket).",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    default=None,
+    metavar="FILE",
+    help="This site's policy (YAML): who may use which dataset, cells or images only, result cap.",
+)
+@click.option(
+    "--audit-log",
+    default=None,
+    metavar="PATH",
+    help="This site's audit log (JSON lines; default: edge.audit-log, else "
+    "~/.local/state/jupyter-edge/audit-NAME.jsonl).",
+)
 @tls_options
-def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host, docker_url, policy_file,
-           audit_log, **tls) -> None:
+def worker(
+    address, scheduler_file, name, labels, datasets, gpus, nthreads, host, docker_url, policy_file, audit_log, **tls
+) -> None:
     """Start an edge site: a Dask worker with labels, datasets and GPUs."""
     from distributed import Worker
 
@@ -154,8 +184,9 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
             raise click.ClickException(str(e)) from None
         click.echo(f"site {name}: containers through docker {engine.version}", err=True)
     try:
-        plugin = EdgeSitePlugin(labels=parsed_labels, datasets=declared, gpus=inventory, docker=engine,
-                                policy=policy, audit_log=audit_log)
+        plugin = EdgeSitePlugin(
+            labels=parsed_labels, datasets=declared, gpus=inventory, docker=engine, policy=policy, audit_log=audit_log
+        )
     except ValueError as e:
         if engine is not None:
             engine.close()
@@ -163,10 +194,19 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
     click.echo(f"site {name}: GPUs {inventory.state.value} ({inventory.detail or 'none'})", err=True)
 
     async def run() -> None:
-        server = Worker(address, scheduler_file=scheduler_file, name=name, nthreads=nthreads,
-                        host=host, dashboard=False, dashboard_address=":0", security=security,
-                        protocol="tls" if security else None,
-                        resources=plugin.resources, plugins={plugin})
+        server = Worker(
+            address,
+            scheduler_file=scheduler_file,
+            name=name,
+            nthreads=nthreads,
+            host=host,
+            dashboard=False,
+            dashboard_address=":0",
+            security=security,
+            protocol="tls" if security else None,
+            resources=plugin.resources,
+            plugins={plugin},
+        )
         await server
         click.echo(f"site {name} at {server.address} joined {server.scheduler.address}", err=True)
         await _until_signal_or_finished(server)
@@ -179,11 +219,20 @@ def worker(address, scheduler_file, name, labels, datasets, gpus, nthreads, host
 @click.argument("address", required=False)
 @click.option("--scheduler-file", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
-@click.option("--wait-for-sites", "wait_for", default=0, type=click.IntRange(min=0), metavar="N",
-              help="First wait until N sites have reported (a fleet just started).")
-@click.option("--timeout", default=None, type=float,
-              help="Seconds to wait for the scheduler (default: edge.connect-timeout) and for "
-                   "--wait-for-sites (default: 60).")
+@click.option(
+    "--wait-for-sites",
+    "wait_for",
+    default=0,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="First wait until N sites have reported (a fleet just started).",
+)
+@click.option(
+    "--timeout",
+    default=None,
+    type=float,
+    help="Seconds to wait for the scheduler (default: edge.connect-timeout) and for --wait-for-sites (default: 60).",
+)
 @tls_options
 def status(address, scheduler_file, as_json, wait_for, timeout, **tls) -> None:
     """Show the fleet's sites and datasets."""
@@ -219,8 +268,12 @@ def status(address, scheduler_file, as_json, wait_for, timeout, **tls) -> None:
 @click.option("--scheduler-file", default=None, help="Write the scheduler's address to this JSON file.")
 @click.option("--lab", is_flag=True, help="Also start JupyterLab pointed at the fleet.")
 @click.option("--no-s3", is_flag=True, help="Leave out the S3 dataset even when moto is installed.")
-@click.option("--tls", "use_tls", is_flag=True,
-              help="Run it all over TLS, with certificates made under DATA_DIR/tls (a client one: client-notebook).")
+@click.option(
+    "--tls",
+    "use_tls",
+    is_flag=True,
+    help="Run it all over TLS, with certificates made under DATA_DIR/tls (a client one: client-notebook).",
+)
 def demo(count, data_dir, port, scheduler_file, lab, no_s3, use_tls) -> None:
     """A whole local fleet with sample data, on 127.0.0.1, until Ctrl-C."""
     from .demo import default_data_dir, demo_certificates, demo_cluster
@@ -231,14 +284,23 @@ def demo(count, data_dir, port, scheduler_file, lab, no_s3, use_tls) -> None:
     security = config.security(tls["scheduler"]) if tls else None
 
     async def run() -> None:
-        cluster = await demo_cluster(sites=count, data_dir=data_dir, port=port, s3=False if no_s3 else None,
-                                     scheduler_file=scheduler_file, asynchronous=True, security=security)
+        cluster = await demo_cluster(
+            sites=count,
+            data_dir=data_dir,
+            port=port,
+            s3=False if no_s3 else None,
+            scheduler_file=scheduler_file,
+            asynchronous=True,
+            security=security,
+        )
         address = cluster.scheduler_address
         click.echo(f"jupyter-edge demo: {count} sites at {address}, data in {cluster.edge_data_dir}")
         click.echo(f"  connect: Fleet.connect({address!r})   or   export {config.SCHEDULER_ENV}={address}")
         if tls:
-            click.echo(f"  over TLS: Fleet.connect({address!r}, tls_dir={tls['client']!r}), "
-                       f"or export DASK_EDGE__TLS__DIR={tls['client']}")
+            click.echo(
+                f"  over TLS: Fleet.connect({address!r}, tls_dir={tls['client']!r}), "
+                f"or export DASK_EDGE__TLS__DIR={tls['client']}"
+            )
         lab_process = _start_lab(address, tls["client"] if tls else None) if lab else None
         try:
             await _until_signal_or_finished(cluster.scheduler)
@@ -273,12 +335,24 @@ def audit(site_log, as_json) -> None:
         for entry in entries:
             click.echo(json.dumps(entry))
         return
-    rows = [[datetime.datetime.fromtimestamp(e["time"]).strftime("%Y-%m-%d %H:%M:%S"), e["site"] or "",
-             e["job"] or "", e["owner"] or "", f"{e['dataset']}@{e['shard']}" if e.get("dataset") else "-",
-             e["kind"] or "", (e.get("cell_hash") or "")[:12], e["state"] or "", human_bytes(e["bytes_returned"]),
-             e.get("refused") or ""] for e in entries]
-    click.echo(text_table(["TIME", "SITE", "JOB", "OWNER", "DATASET", "KIND", "CELL", "STATE", "RETURNED",
-                           "REFUSED BY"], rows))
+    rows = [
+        [
+            datetime.datetime.fromtimestamp(e["time"]).strftime("%Y-%m-%d %H:%M:%S"),
+            e["site"] or "",
+            e["job"] or "",
+            e["owner"] or "",
+            f"{e['dataset']}@{e['shard']}" if e.get("dataset") else "-",
+            e["kind"] or "",
+            (e.get("cell_hash") or "")[:12],
+            e["state"] or "",
+            human_bytes(e["bytes_returned"]),
+            e.get("refused") or "",
+        ]
+        for e in entries
+    ]
+    click.echo(
+        text_table(["TIME", "SITE", "JOB", "OWNER", "DATASET", "KIND", "CELL", "STATE", "RETURNED", "REFUSED BY"], rows)
+    )
 
 
 @main.group()
@@ -289,16 +363,27 @@ def certs() -> None:
 @certs.command("create")
 @click.argument("folder")
 @click.option("--site", "sites", multiple=True, metavar="NAME", help="A certificate for this site (repeatable).")
-@click.option("--client", "clients", multiple=True, metavar="NAME",
-              help="A certificate for this person or service (repeatable); its name is who their jobs belong to.")
-@click.option("--host", "hosts", multiple=True, metavar="HOST",
-              help="A name or IP the scheduler and sites answer to (default: 127.0.0.1, localhost).")
+@click.option(
+    "--client",
+    "clients",
+    multiple=True,
+    metavar="NAME",
+    help="A certificate for this person or service (repeatable); its name is who their jobs belong to.",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="HOST",
+    help="A name or IP the scheduler and sites answer to (default: 127.0.0.1, localhost).",
+)
 def certs_create(folder, sites, clients, hosts) -> None:
     """Make FOLDER/ca (reused if there) and a --tls-dir folder per identity."""
     from . import certs as fleet_certs
 
-    made = fleet_certs.create(folder, sites=list(sites), clients=list(clients),
-                              hosts=list(hosts) or ["127.0.0.1", "localhost"])
+    made = fleet_certs.create(
+        folder, sites=list(sites), clients=list(clients), hosts=list(hosts) or ["127.0.0.1", "localhost"]
+    )
     click.echo(f"CA: {os.path.join(folder, fleet_certs.CA_DIR)} (keep ca-key.pem offline)")
     for identity, path in made.items():
         click.echo(f"  {identity:<20} --tls-dir {path}")

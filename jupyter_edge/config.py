@@ -41,8 +41,9 @@ def scheduler_address(explicit: str | None = None) -> str | None:
     return explicit or os.environ.get(SCHEDULER_ENV) or get("scheduler-address")
 
 
-def tls_files(tls_dir: str | None = None, ca_file: str | None = None, cert: str | None = None,
-              key: str | None = None) -> dict[str, str] | None:
+def tls_files(
+    tls_dir: str | None = None, ca_file: str | None = None, cert: str | None = None, key: str | None = None
+) -> dict[str, str] | None:
     """The CA, certificate and key to use (arguments, else ``edge.tls.*``), or
     ``None`` for no TLS. A ``--tls-dir`` folder supplies whichever files are not named."""
     if not any((tls_dir, ca_file, cert, key)):
@@ -55,16 +56,17 @@ def tls_files(tls_dir: str | None = None, ca_file: str | None = None, cert: str 
         files = {k: v or os.path.join(os.path.expanduser(tls_dir), defaults[k]) for k, v in files.items()}
     missing = [f"--tls-{k.replace('_', '-')}" for k, v in files.items() if not v]
     if missing:
-        raise ValueError(f"TLS needs a CA file, a certificate and a key: {', '.join(missing)} missing "
-                         "(or give --tls-dir, a folder made by `jupyter-edge certs create`)")
+        raise ValueError(
+            f"TLS needs a CA file, a certificate and a key: {', '.join(missing)} missing "
+            "(or give --tls-dir, a folder made by `jupyter-edge certs create`)"
+        )
     absent = [v for v in files.values() if not os.path.isfile(os.path.expanduser(v))]
     if absent:
         raise ValueError(f"TLS file not found: {', '.join(absent)}")
     return {k: os.path.expanduser(v) for k, v in files.items()}
 
 
-def security(tls_dir: str | None = None, ca_file: str | None = None, cert: str | None = None,
-             key: str | None = None):
+def security(tls_dir: str | None = None, ca_file: str | None = None, cert: str | None = None, key: str | None = None):
     """A ``distributed.Security`` requiring TLS with these files, or ``None``.
     One certificate serves every role a process plays (client, scheduler, worker)."""
     files = tls_files(tls_dir, ca_file, cert, key)
@@ -72,8 +74,9 @@ def security(tls_dir: str | None = None, ca_file: str | None = None, cert: str |
         return None
     from distributed.security import Security
 
-    roles = {f"tls_{role}_{part}": files[part] for role in ("client", "scheduler", "worker")
-             for part in ("cert", "key")}
+    roles = {
+        f"tls_{role}_{part}": files[part] for role in ("client", "scheduler", "worker") for part in ("cert", "key")
+    }
     return Security(tls_ca_file=files["ca_file"], require_encryption=True, **roles)
 
 

@@ -34,8 +34,9 @@ def plan_sites(count: int) -> list[SiteSpec]:
     for i in range(count):
         name = _NAMES[i] if i < len(_NAMES) else f"site-{i + 1}"
         region = _REGIONS[i % len(_REGIONS)]
-        sites.append(SiteSpec(name, {"region": region, "tier": _TIERS[i % len(_TIERS)]},
-                              gpus=1 if name == "boston" else 0))
+        sites.append(
+            SiteSpec(name, {"region": region, "tier": _TIERS[i % len(_TIERS)]}, gpus=1 if name == "boston" else 0)
+        )
     return sites
 
 
@@ -58,22 +59,27 @@ def make_sample_data(root: str, sites: list[SiteSpec], rows: int = 2000) -> None
             path = os.path.join(sensors, f"part-{part}.parquet")
             if not os.path.exists(path):
                 devices = [f"{site.name}-dev{d}" for d in range(5)]
-                pd.DataFrame({
-                    "device": rng.choice(devices, rows),
-                    "time": pd.date_range("2026-11-01", periods=rows, freq="min") + pd.Timedelta(hours=part * 48),
-                    "value": rng.normal(20 + index, 2, rows).round(3),
-                    "temperature": rng.normal(35 + 3 * index, 4, rows).round(2),
-                }).to_parquet(path, index=False)
+                pd.DataFrame(
+                    {
+                        "device": rng.choice(devices, rows),
+                        "time": pd.date_range("2026-11-01", periods=rows, freq="min") + pd.Timedelta(hours=part * 48),
+                        "value": rng.normal(20 + index, 2, rows).round(3),
+                        "temperature": rng.normal(35 + 3 * index, 4, rows).round(2),
+                    }
+                ).to_parquet(path, index=False)
         for day in range(3):
             path = os.path.join(logs, f"2026-11-0{day + 1}.log")
             if not os.path.exists(path):
                 with open(path, "w") as f:
                     for minute in range(600):
                         burst = (minute // 60) == (index + day) % 10
-                        level = "ERROR" if burst and rng.random() < 0.6 else \
-                            rng.choice(["INFO", "INFO", "INFO", "WARN"])
-                        f.write(f"2026-11-0{day + 1}T{minute // 60:02d}:{minute % 60:02d}:00 {level} "
-                                f"{site.name} line={rng.integers(1, 9)} msg=reading ok\n")
+                        level = (
+                            "ERROR" if burst and rng.random() < 0.6 else rng.choice(["INFO", "INFO", "INFO", "WARN"])
+                        )
+                        f.write(
+                            f"2026-11-0{day + 1}T{minute // 60:02d}:{minute % 60:02d}:00 {level} "
+                            f"{site.name} line={rng.integers(1, 9)} msg=reading ok\n"
+                        )
         path = os.path.join(weather, "readings.csv")
         if not os.path.exists(path):
             pd.DataFrame({"day": range(30), "rain_mm": rng.gamma(2, 2, 30).round(1)}).to_csv(path, index=False)
@@ -120,8 +126,15 @@ class DemoS3:
         self.server.stop()
 
 
-def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3: bool | None = None,
-                 scheduler_file: str | None = None, asynchronous: bool = False, security=None):
+def demo_cluster(
+    sites: int = 4,
+    data_dir: str | None = None,
+    port: int = 0,
+    s3: bool | None = None,
+    scheduler_file: str | None = None,
+    asynchronous: bool = False,
+    security=None,
+):
     """A SpecCluster of demo sites with sample data, all in this process.
 
     ``s3=None`` adds the S3 dataset when moto is installed; ``security`` (a
@@ -134,6 +147,7 @@ def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3:
     if s3 is None:
         try:
             import moto.server  # noqa: F401
+
             s3 = True
         except ImportError:
             logger.info("moto is not installed: the demo runs without its S3 dataset")
@@ -141,9 +155,15 @@ def demo_cluster(sites: int = 4, data_dir: str | None = None, port: int = 0, s3:
     if s3:
         s3_server = DemoS3()
         s3_server.fill(planned)
-    cluster = local_cluster(planned, port=port, scheduler_file=scheduler_file, asynchronous=asynchronous,
-                            storage_options=s3_server.storage_options if s3_server else None,
-                            name="jupyter-edge demo", security=security)
+    cluster = local_cluster(
+        planned,
+        port=port,
+        scheduler_file=scheduler_file,
+        asynchronous=asynchronous,
+        storage_options=s3_server.storage_options if s3_server else None,
+        name="jupyter-edge demo",
+        security=security,
+    )
     cluster.edge_s3 = s3_server
     cluster.edge_data_dir = data_dir
     return cluster
@@ -163,8 +183,7 @@ def demo_certificates(data_dir: str, sites: int) -> dict:
     names = [s.name for s in plan_sites(sites)]
     if not os.path.exists(os.path.join(root, "client-notebook", "key.pem")):
         certs.create(root, sites=names, clients=["notebook"])
-    return {"root": root, "scheduler": os.path.join(root, "scheduler"),
-            "client": os.path.join(root, "client-notebook")}
+    return {"root": root, "scheduler": os.path.join(root, "scheduler"), "client": os.path.join(root, "client-notebook")}
 
 
 def close_demo(cluster) -> None:

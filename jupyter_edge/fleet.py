@@ -13,8 +13,7 @@ import shlex
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import cloudpickle
 from dask.utils import parse_timedelta
@@ -25,7 +24,6 @@ from .catalog import Catalog, DatasetInfo, Site
 from .job import Job
 from .jobs import JobInterrupted, JobRecord
 from .placement import NO_TARGET, Placement, PlacementError, Request, place
-from .result import JobResult
 from .protocol import (
     CANCEL_HANDLER,
     CATALOG_HANDLER,
@@ -35,6 +33,7 @@ from .protocol import (
     JOBS_HANDLER,
     Kind,
 )
+from .result import JobResult
 from .scheduler import EdgeSchedulerPlugin
 
 __all__ = ["Fleet", "Job"]
@@ -66,8 +65,15 @@ class Fleet:
         client.subscribe_topic(JOB_TOPIC, self._on_job_news)
 
     @classmethod
-    def connect(cls, address: str | None = None, *, scheduler_file: str | None = None,
-                timeout: float | str | None = None, security=None, tls_dir: str | None = None) -> Fleet:
+    def connect(
+        cls,
+        address: str | None = None,
+        *,
+        scheduler_file: str | None = None,
+        timeout: float | str | None = None,
+        security=None,
+        tls_dir: str | None = None,
+    ) -> Fleet:
         """Connect to the fleet at ``address``; without one, ``$JUPYTER_EDGE_SCHEDULER``,
         then ``edge.scheduler-address``.
 
@@ -87,13 +93,15 @@ class Fleet:
             check_scheme(address, security)
         timeout = timeout if timeout is not None else config.get("connect-timeout")
         try:
-            client = Client(address, scheduler_file=scheduler_file, timeout=timeout, security=security,
-                            set_as_default=False)
+            client = Client(
+                address, scheduler_file=scheduler_file, timeout=timeout, security=security, set_as_default=False
+            )
         except (OSError, TimeoutError) as e:
             if security is not None:
-                raise OSError(f"could not connect to {address or scheduler_file} over TLS: {e} (is this "
-                              "certificate signed by the fleet's CA, and is the scheduler started with TLS?)"
-                              ) from None
+                raise OSError(
+                    f"could not connect to {address or scheduler_file} over TLS: {e} (is this "
+                    "certificate signed by the fleet's CA, and is the scheduler started with TLS?)"
+                ) from None
             raise
         try:
             return cls(client)
@@ -209,8 +217,10 @@ class Fleet:
             if len(sites) >= count:
                 return sites
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(sites)} of {count} sites reported within {timeout}s: "
-                                   f"{', '.join(s.name for s in sites) or 'none'}")
+                raise TimeoutError(
+                    f"{len(sites)} of {count} sites reported within {timeout}s: "
+                    f"{', '.join(s.name for s in sites) or 'none'}"
+                )
             time.sleep(0.05)
 
     def jobs(self, limit: int | None = None) -> list[JobRecord]:
@@ -246,9 +256,20 @@ class Fleet:
 
     # --- running work --------------------------------------------------------
 
-    def submit(self, fn: Callable, *args, data: str | None = None, where: str | None = None,
-               gpus: int = 0, sites=None, all: bool = False, timeout: float | None = None,
-               retries: int = 0, kwargs: dict | None = None, source: str | None = None) -> Job:
+    def submit(
+        self,
+        fn: Callable,
+        *args,
+        data: str | None = None,
+        where: str | None = None,
+        gpus: int = 0,
+        sites=None,
+        all: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+        kwargs: dict | None = None,
+        source: str | None = None,
+    ) -> Job:
         """Start ``fn(*args, dataset=..., site=..., **kwargs)`` at every placed site;
         return at once with a :class:`Job`.
 
@@ -257,27 +278,64 @@ class Fleet:
         :class:`PlacementError` before anything runs.
         """
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
-        return self._start(_function_work(fn, args, kwargs), request, timeout, retries, source or _describe(fn),
-                           supervise_in_thread=True)
+        return self._start(
+            _function_work(fn, args, kwargs),
+            request,
+            timeout,
+            retries,
+            source or _describe(fn),
+            supervise_in_thread=True,
+        )
 
-    def run(self, fn: Callable, *args, data: str | None = None, where: str | None = None,
-            gpus: int = 0, sites=None, all: bool = False, timeout: float | None = None,
-            retries: int = 0, kwargs: dict | None = None, source: str | None = None) -> JobResult:
+    def run(
+        self,
+        fn: Callable,
+        *args,
+        data: str | None = None,
+        where: str | None = None,
+        gpus: int = 0,
+        sites=None,
+        all: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+        kwargs: dict | None = None,
+        source: str | None = None,
+    ) -> JobResult:
         """:meth:`submit`, then wait: a :class:`JobResult` (site -> value).
 
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises.
         """
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all)
-        job = self._start(_function_work(fn, args, kwargs), request, timeout, retries, source or _describe(fn),
-                          supervise_in_thread=False)
+        job = self._start(
+            _function_work(fn, args, kwargs),
+            request,
+            timeout,
+            retries,
+            source or _describe(fn),
+            supervise_in_thread=False,
+        )
         return _supervise_here(job)
 
     # --- running cells ---------------------------------------------------------
 
-    def submit_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
-                    fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
-                    sites=None, all: bool = False, timeout: float | None = None, retries: int = 0,
-                    on_output=None, image: str | None = None, **container) -> Job:
+    def submit_cell(
+        self,
+        source: str,
+        *,
+        names: dict | None = None,
+        session: str | None = None,
+        fresh: bool = False,
+        data: str | None = None,
+        where: str | None = None,
+        gpus: int = 0,
+        sites=None,
+        all: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+        on_output=None,
+        image: str | None = None,
+        **container,
+    ) -> Job:
         """Start a notebook cell's ``source`` at every placed site; its value is
         that of its last expression, as in IPython. ``on_output(site, outputs)``
         receives the output while it runs.
@@ -292,32 +350,77 @@ class Fleet:
         for ``network``, ``cpus``, ``memory`` and ``pull``. Only the source
         travels: no notebook names, no session.
         """
-        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all,
-                                executor="docker" if image is not None else None)
-        return self._start(self._cell_or_container_work(source, names, session, fresh, image, container), request,
-                           timeout, retries, _first_line(source), supervise_in_thread=True, on_output=on_output)
+        request = Request.build(
+            data=data, where=where, gpus=gpus, sites=sites, all=all, executor="docker" if image is not None else None
+        )
+        return self._start(
+            self._cell_or_container_work(source, names, session, fresh, image, container),
+            request,
+            timeout,
+            retries,
+            _first_line(source),
+            supervise_in_thread=True,
+            on_output=on_output,
+        )
 
-    def run_cell(self, source: str, *, names: dict | None = None, session: str | None = None,
-                 fresh: bool = False, data: str | None = None, where: str | None = None, gpus: int = 0,
-                 sites=None, all: bool = False, timeout: float | None = None, retries: int = 0,
-                 on_output=None, on_start=None, image: str | None = None, **container) -> JobResult:
+    def run_cell(
+        self,
+        source: str,
+        *,
+        names: dict | None = None,
+        session: str | None = None,
+        fresh: bool = False,
+        data: str | None = None,
+        where: str | None = None,
+        gpus: int = 0,
+        sites=None,
+        all: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+        on_output=None,
+        on_start=None,
+        image: str | None = None,
+        **container,
+    ) -> JobResult:
         """:meth:`submit_cell`, then wait: a :class:`JobResult` (site -> value).
         ``on_start(job)`` is called once the job is launched (a progress view).
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises."""
-        request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all,
-                                executor="docker" if image is not None else None)
-        job = self._start(self._cell_or_container_work(source, names, session, fresh, image, container), request,
-                          timeout, retries, _first_line(source), supervise_in_thread=False, on_output=on_output)
+        request = Request.build(
+            data=data, where=where, gpus=gpus, sites=sites, all=all, executor="docker" if image is not None else None
+        )
+        job = self._start(
+            self._cell_or_container_work(source, names, session, fresh, image, container),
+            request,
+            timeout,
+            retries,
+            _first_line(source),
+            supervise_in_thread=False,
+            on_output=on_output,
+        )
         if on_start is not None:
             on_start(job)
         return _supervise_here(job)
 
     # --- containers ----------------------------------------------------------------
 
-    def submit_command(self, command: list[str], *, image: str, data: str | None = None, where: str | None = None,
-                       gpus: int = 0, sites=None, all: bool = False, timeout: float | None = None,
-                       retries: int = 0, on_output=None, network: bool | str | None = None,
-                       cpus: float | None = None, memory: int | str | None = None, pull: bool = False) -> Job:
+    def submit_command(
+        self,
+        command: list[str],
+        *,
+        image: str,
+        data: str | None = None,
+        where: str | None = None,
+        gpus: int = 0,
+        sites=None,
+        all: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+        on_output=None,
+        network: bool | str | None = None,
+        cpus: float | None = None,
+        memory: int | str | None = None,
+        pull: bool = False,
+    ) -> Job:
         """Run ``command`` (an argument list; no Python needed) in a fresh container
         of ``image`` at every placed site, on sites started with ``--docker``.
 
@@ -329,31 +432,98 @@ class Fleet:
         stream back as output; the exit code is the value, and a non-zero one
         fails the execution.
         """
-        return self._start_command(command, image, data, where, gpus, sites, all, timeout, retries, on_output,
-                                   network, cpus, memory, pull, supervise_in_thread=True)
+        return self._start_command(
+            command,
+            image,
+            data,
+            where,
+            gpus,
+            sites,
+            all,
+            timeout,
+            retries,
+            on_output,
+            network,
+            cpus,
+            memory,
+            pull,
+            supervise_in_thread=True,
+        )
 
-    def run_command(self, command: list[str], *, image: str, data: str | None = None, where: str | None = None,
-                    gpus: int = 0, sites=None, all: bool = False, timeout: float | None = None,
-                    retries: int = 0, on_output=None, network: bool | str | None = None,
-                    cpus: float | None = None, memory: int | str | None = None, pull: bool = False,
-                    on_start=None) -> JobResult:
+    def run_command(
+        self,
+        command: list[str],
+        *,
+        image: str,
+        data: str | None = None,
+        where: str | None = None,
+        gpus: int = 0,
+        sites=None,
+        all: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+        on_output=None,
+        network: bool | str | None = None,
+        cpus: float | None = None,
+        memory: int | str | None = None,
+        pull: bool = False,
+        on_start=None,
+    ) -> JobResult:
         """:meth:`submit_command`, then wait: a :class:`JobResult` of exit codes.
         ``on_start(job)`` is called once the job is launched (a progress view).
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises."""
-        job = self._start_command(command, image, data, where, gpus, sites, all, timeout, retries, on_output,
-                                  network, cpus, memory, pull, supervise_in_thread=False)
+        job = self._start_command(
+            command,
+            image,
+            data,
+            where,
+            gpus,
+            sites,
+            all,
+            timeout,
+            retries,
+            on_output,
+            network,
+            cpus,
+            memory,
+            pull,
+            supervise_in_thread=False,
+        )
         if on_start is not None:
             on_start(job)
         return _supervise_here(job)
 
-    def _start_command(self, command, image, data, where, gpus, sites, all, timeout, retries, on_output,
-                       network, cpus, memory, pull, supervise_in_thread: bool) -> Job:
+    def _start_command(
+        self,
+        command,
+        image,
+        data,
+        where,
+        gpus,
+        sites,
+        all,
+        timeout,
+        retries,
+        on_output,
+        network,
+        cpus,
+        memory,
+        pull,
+        supervise_in_thread: bool,
+    ) -> Job:
         # Supervised by one thread only: a second supervisor would count the
         # job's executions out of flight twice and collect its results twice.
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all, executor="docker")
         work = _container_work(image, command=command, network=network, cpus=cpus, memory=memory, pull=pull)
-        return self._start(work, request, timeout, retries, shlex.join(command)[:120],
-                           supervise_in_thread=supervise_in_thread, on_output=on_output)
+        return self._start(
+            work,
+            request,
+            timeout,
+            retries,
+            shlex.join(command)[:120],
+            supervise_in_thread=supervise_in_thread,
+            on_output=on_output,
+        )
 
     def _cell_or_container_work(self, source: str, names, session, fresh, image, container: dict) -> dict:
         if image is None:
@@ -361,20 +531,21 @@ class Fleet:
                 raise ValueError(f"{', '.join(sorted(container))} apply only to containers: add image=...")
             return self._cell_work(source, names, session, fresh)
         if names:
-            raise ValueError("a container cell gets no notebook names (only its source travels): "
-                             "pass what it needs in the source")
+            raise ValueError(
+                "a container cell gets no notebook names (only its source travels): pass what it needs in the source"
+            )
         self._cell_work(source)  # the same checks: not empty, compiles
         return _container_work(image, cell=source, **container)
 
-    def _cell_work(self, source: str, names: dict | None = None, session: str | None = None,
-                   fresh: bool = False) -> dict:
+    def _cell_work(
+        self, source: str, names: dict | None = None, session: str | None = None, fresh: bool = False
+    ) -> dict:
         from .cells import pack_names
 
         if not isinstance(source, str) or not source.strip():
             raise ValueError("the cell is empty: nothing to run")
         compile(source, "<edge-cell>", "exec")  # a syntax error fails here, not at every site
-        return {"cell": {"source": source, "names": pack_names(names or {}), "session": session,
-                         "fresh": bool(fresh)}}
+        return {"cell": {"source": source, "names": pack_names(names or {}), "session": session, "fresh": bool(fresh)}}
 
     def reset_sessions(self, session: str) -> dict[str, int]:
         """Forget ``session``'s names at every site: site -> sessions dropped."""
@@ -384,16 +555,25 @@ class Fleet:
         names = {s.address: s.name for s in self.catalog()}
         return {names.get(address, address): count for address, count in found.items()}
 
-    def _start(self, work: dict, request: Request, timeout, retries, source: str, supervise_in_thread: bool,
-               on_output=None) -> Job:
+    def _start(
+        self, work: dict, request: Request, timeout, retries, source: str, supervise_in_thread: bool, on_output=None
+    ) -> Job:
         if not request.has_target:  # before any catalog is fetched
             raise PlacementError(NO_TARGET)
         timeout = _seconds(timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
         placement = self._place(request)
-        job = Job(self, request, work, timeout=timeout, retries=retries, source=source, owner=self.identity,
-                  on_output=on_output)
+        job = Job(
+            self,
+            request,
+            work,
+            timeout=timeout,
+            retries=retries,
+            source=source,
+            owner=self.identity,
+            on_output=on_output,
+        )
         job.start(placement, supervise_in_thread=supervise_in_thread)
         return job
 
@@ -439,26 +619,38 @@ def check_scheme(address: str, security) -> None:
     """TLS and the address must agree: a clear message instead of a handshake that hangs."""
     tls = security is not None and getattr(security, "require_encryption", False)
     if tls and not address.startswith("tls://"):
-        raise ValueError(f"TLS is on (a certificate was given), so the scheduler's address must be tls://..., "
-                         f"not {address!r}: a plain tcp:// peer is refused")
+        raise ValueError(
+            f"TLS is on (a certificate was given), so the scheduler's address must be tls://..., "
+            f"not {address!r}: a plain tcp:// peer is refused"
+        )
     if not tls and address.startswith("tls://"):
-        raise ValueError(f"{address} speaks TLS: give a certificate (tls_dir=, --tls-dir, or edge.tls.*) "
-                         "made by the fleet's `jupyter-edge certs create`")
+        raise ValueError(
+            f"{address} speaks TLS: give a certificate (tls_dir=, --tls-dir, or edge.tls.*) "
+            "made by the fleet's `jupyter-edge certs create`"
+        )
 
 
-def _container_work(image: str, cell: str | None = None, command: list[str] | None = None,
-                    network: bool | str | None = None, cpus: float | None = None,
-                    memory: int | str | None = None, pull: bool = False) -> dict:
+def _container_work(
+    image: str,
+    cell: str | None = None,
+    command: list[str] | None = None,
+    network: bool | str | None = None,
+    cpus: float | None = None,
+    memory: int | str | None = None,
+    pull: bool = False,
+) -> dict:
     """A container execution's work, checked here so that bad options fail before anything is sent."""
     from dask.utils import parse_bytes
 
     if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image.strip()):
         raise ValueError(f"image must name an image at the sites (e.g. 'edge-python:3.11'), not {image!r}")
-    if command is not None:
-        if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
-            raise ValueError(f"command must be a non-empty list of strings, not {command!r}")
-    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float))
-                             or not math.isfinite(cpus) or cpus <= 0):
+    if command is not None and (
+        isinstance(command, str) or not command or not all(isinstance(a, str) for a in command)
+    ):
+        raise ValueError(f"command must be a non-empty list of strings, not {command!r}")
+    if cpus is not None and (
+        isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not math.isfinite(cpus) or cpus <= 0
+    ):
         raise ValueError(f"cpus must be a number of CPUs above 0, not {cpus!r}")
     if memory is not None:
         try:
@@ -469,8 +661,17 @@ def _container_work(image: str, cell: str | None = None, command: list[str] | No
             raise ValueError(f"memory must be at least 6 MiB (the engine's minimum), not {memory!r}")
     if network is not None and not isinstance(network, (bool, str)):
         raise ValueError(f"network must be True or a network mode such as 'host', not {network!r}")
-    return {"container": {"image": image.strip(), "cell": cell, "command": list(command) if command else None,
-                          "network": network or None, "cpus": cpus, "memory": memory, "pull": bool(pull)}}
+    return {
+        "container": {
+            "image": image.strip(),
+            "cell": cell,
+            "command": list(command) if command else None,
+            "network": network or None,
+            "cpus": cpus,
+            "memory": memory,
+            "pull": bool(pull),
+        }
+    }
 
 
 def _first_line(source: str) -> str:

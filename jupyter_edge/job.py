@@ -22,8 +22,8 @@ from distributed.client import FIRST_COMPLETED, Future, FuturesCancelledError
 
 from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import Placement, PlacementError, Request
-from .result import JobResult
 from .protocol import ANNOTATION, EXECUTION_TOPIC, execution_news, job_annotation
+from .result import JobResult
 from .site.plugin import run_execution
 
 if TYPE_CHECKING:
@@ -42,8 +42,17 @@ _SUBMIT_AT_MOST = 2
 class Job:
     """A running job: ``wait()``, ``cancel()``, ``result()``, ``executions``."""
 
-    def __init__(self, fleet: Fleet, request: Request, work: dict,
-                 timeout: float | None, retries: int, source: str, owner: str, on_output=None):
+    def __init__(
+        self,
+        fleet: Fleet,
+        request: Request,
+        work: dict,
+        timeout: float | None,
+        retries: int,
+        source: str,
+        owner: str,
+        on_output=None,
+    ):
         self.fleet = fleet
         self.request = request
         self.source = source
@@ -82,18 +91,41 @@ class Job:
     def _executions(self, placement: Placement, attempt: int) -> list[Execution]:
         now = time.time()
         first = len(self._by_id)
-        return [Execution(id=f"{self.id}.{first + i}", job=self.id, site=t.site, address=t.address,
-                          dataset=t.dataset, shard=t.shard, gpus=t.gpus, attempt=attempt, submitted=now)
-                for i, t in enumerate(placement.targets)]
+        return [
+            Execution(
+                id=f"{self.id}.{first + i}",
+                job=self.id,
+                site=t.site,
+                address=t.address,
+                dataset=t.dataset,
+                shard=t.shard,
+                gpus=t.gpus,
+                attempt=attempt,
+                submitted=now,
+            )
+            for i, t in enumerate(placement.targets)
+        ]
 
     def _annotation(self, ex: Execution) -> dict:
-        job = {"id": self.id, "source": self.source, "request": self.request.to_dict(),
-               "owner": self.owner, "created": self.created}
+        job = {
+            "id": self.id,
+            "source": self.source,
+            "request": self.request.to_dict(),
+            "owner": self.owner,
+            "created": self.created,
+        }
         return job_annotation(job, ex.to_dict(outputs=False))
 
     def _spec(self, ex: Execution) -> dict:
-        return {"execution": ex.id, "job": ex.job, "owner": self.owner, **self._work,
-                "dataset": ex.dataset, "gpus": ex.gpus, "deadline": self.deadline}
+        return {
+            "execution": ex.id,
+            "job": ex.job,
+            "owner": self.owner,
+            **self._work,
+            "dataset": ex.dataset,
+            "gpus": ex.gpus,
+            "deadline": self.deadline,
+        }
 
     def _launch(self, executions: list[Execution]) -> None:
         client = self.fleet.client
@@ -104,9 +136,17 @@ class Job:
             futures = []
             for ex in executions:
                 with dask.annotate(**{ANNOTATION: self._annotation(ex)}):
-                    futures.append(client.submit(run_execution, self._spec(ex), key=ex.key, workers=[ex.address],
-                                                 allow_other_workers=False, pure=False,
-                                                 resources={"GPU": ex.gpus} if ex.gpus else None))
+                    futures.append(
+                        client.submit(
+                            run_execution,
+                            self._spec(ex),
+                            key=ex.key,
+                            workers=[ex.address],
+                            allow_other_workers=False,
+                            pure=False,
+                            resources={"GPU": ex.gpus} if ex.gpus else None,
+                        )
+                    )
         else:
             # One graph, one message to the scheduler: more separate submits
             # would wait for the client's stream batches one after another.
@@ -119,7 +159,7 @@ class Job:
                     tasks.append(delayed(run_execution, pure=False)(self._spec(ex), dask_key_name=ex.key))
             futures = client.compute(tasks, optimize_graph=False)
         with self._lock:
-            for ex, future in zip(executions, futures):
+            for ex, future in zip(executions, futures, strict=True):
                 self._futures[ex.id] = future
 
     # --- following it ------------------------------------------------------------
@@ -206,8 +246,7 @@ class Job:
             self._retry(ex)
         else:
             text = "".join(traceback.format_exception(type(error), error, future.traceback()))
-            ex.apply({"state": State.FAILED, "ended": time.time(), "error": text,
-                      "error_type": type(error).__name__})
+            ex.apply({"state": State.FAILED, "ended": time.time(), "error": text, "error_type": type(error).__name__})
             self._report(ex)
 
     def _retry(self, lost: Execution) -> None:
@@ -216,8 +255,9 @@ class Job:
         if lost.attempt > self.retries or self._stop_reason is not None:
             return
         if lost.dataset is not None:
-            request = Request(data=self.request.data, where=self.request.where, gpus=self.request.gpus,
-                              shards=(lost.shard,))
+            request = Request(
+                data=self.request.data, where=self.request.where, gpus=self.request.gpus, shards=(lost.shard,)
+            )
             tried = {ex.site for ex in self._by_id.values() if ex.shard == lost.shard}
             excludes = [tried, ()]
         else:
@@ -249,15 +289,17 @@ class Job:
 
     def _report(self, ex: Execution) -> None:
         """Tell the registry what only this client knows (a timeout, a cancel)."""
-        self.fleet.client.log_event(EXECUTION_TOPIC, execution_news(
-            ex.id, ex.job, ex.state.value, ended=ex.ended, error=(ex.error or "")[-2000:] or None))
+        self.fleet.client.log_event(
+            EXECUTION_TOPIC,
+            execution_news(ex.id, ex.job, ex.state.value, ended=ex.ended, error=(ex.error or "")[-2000:] or None),
+        )
 
     def _collect(self) -> None:
         finished = [i for i, f in self._futures.items() if f.status == "finished"]
         missing = [i for i in finished if i not in self._outcomes]
         if missing:  # larger results stay at the site until asked for
             gathered = self.fleet.client.gather([self._futures[i] for i in missing], errors="skip")
-            self._outcomes.update(zip(missing, gathered))
+            self._outcomes.update(zip(missing, gathered, strict=True))
         for ex_id in finished:
             outcome = self._outcomes.pop(ex_id)
             ex = self._by_id[ex_id]

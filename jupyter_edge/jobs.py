@@ -13,8 +13,16 @@ from typing import Any
 
 from .protocol import execution_key
 
-__all__ = ["State", "TERMINAL", "Execution", "JobRecord", "SiteLost", "ExecutionError", "JobError",
-           "JobInterrupted"]
+__all__ = [
+    "TERMINAL",
+    "Execution",
+    "ExecutionError",
+    "JobError",
+    "JobInterrupted",
+    "JobRecord",
+    "SiteLost",
+    "State",
+]
 
 
 class State(str, enum.Enum):

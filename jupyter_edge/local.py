@@ -34,20 +34,41 @@ def site_worker_spec(site: SiteSpec, storage_options: dict | None = None, securi
 
     from .site.plugin import EdgeSitePlugin
 
-    plugin = EdgeSitePlugin(labels=site.labels, datasets=site.datasets, gpus=site.gpus or None,
-                            storage_options=storage_options, docker=site.docker,
-                            policy=site.policy, audit_log=site.audit_log)
-    options = {"name": site.name, "nthreads": site.nthreads, "host": "127.0.0.1", "dashboard": False,
-               "dashboard_address": ":0", "resources": plugin.resources, "plugins": {plugin}}
+    plugin = EdgeSitePlugin(
+        labels=site.labels,
+        datasets=site.datasets,
+        gpus=site.gpus or None,
+        storage_options=storage_options,
+        docker=site.docker,
+        policy=site.policy,
+        audit_log=site.audit_log,
+    )
+    options = {
+        "name": site.name,
+        "nthreads": site.nthreads,
+        "host": "127.0.0.1",
+        "dashboard": False,
+        "dashboard_address": ":0",
+        "resources": plugin.resources,
+        "plugins": {plugin},
+    }
     if security is not None:
         options.update(security=security, protocol="tls")
     return {"cls": Worker, "options": options}
 
 
-def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str | None = None,
-                  asynchronous: bool = False, storage_options: dict | None = None,
-                  name: str = "jupyter-edge fleet", scheduler_plugin: bool = True, security=None,
-                  silence_logs: int | bool = logging.WARN):
+def local_cluster(
+    sites: list[SiteSpec],
+    *,
+    port: int = 0,
+    scheduler_file: str | None = None,
+    asynchronous: bool = False,
+    storage_options: dict | None = None,
+    name: str = "jupyter-edge fleet",
+    scheduler_plugin: bool = True,
+    security=None,
+    silence_logs: int | bool = logging.WARNING,
+):
     """A ``SpecCluster`` with the edge scheduler plugin (unless told not to:
     a Fleet installs it on first contact) and one worker per site.
 
@@ -59,12 +80,24 @@ def local_cluster(sites: list[SiteSpec], *, port: int = 0, scheduler_file: str |
     from .scheduler import EdgeSchedulerPlugin
 
     workers = {site.name: site_worker_spec(site, storage_options, security) for site in sites}
-    scheduler = {"cls": Scheduler, "options": {
-        "host": "127.0.0.1", "port": port, "dashboard": False, "dashboard_address": ":0",
-        "scheduler_file": scheduler_file,
-        "plugins": [EdgeSchedulerPlugin()] if scheduler_plugin else [],
-    }}
+    scheduler = {
+        "cls": Scheduler,
+        "options": {
+            "host": "127.0.0.1",
+            "port": port,
+            "dashboard": False,
+            "dashboard_address": ":0",
+            "scheduler_file": scheduler_file,
+            "plugins": [EdgeSchedulerPlugin()] if scheduler_plugin else [],
+        },
+    }
     if security is not None:  # TLS between every part: the scheduler, the sites, this process's client
         scheduler["options"].update(security=security, protocol="tls")
-    return SpecCluster(workers=workers, scheduler=scheduler, asynchronous=asynchronous, name=name,
-                       security=security, silence_logs=silence_logs)
+    return SpecCluster(
+        workers=workers,
+        scheduler=scheduler,
+        asynchronous=asynchronous,
+        name=name,
+        security=security,
+        silence_logs=silence_logs,
+    )

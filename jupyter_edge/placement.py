@@ -16,10 +16,12 @@ from .catalog import Catalog, Site
 from .protocol import EXECUTOR_LABEL
 from .selector import Selector
 
-__all__ = ["Request", "Target", "Placement", "PlacementError", "place"]
+__all__ = ["Placement", "PlacementError", "Request", "Target", "place"]
 
-NO_TARGET = ("no target: name a dataset (data=NAME), sites (sites=[...]), a label "
-             "selector (where='region=eu'), GPUs (gpus=N), or all=True")
+NO_TARGET = (
+    "no target: name a dataset (data=NAME), sites (sites=[...]), a label "
+    "selector (where='region=eu'), GPUs (gpus=N), or all=True"
+)
 
 #: How many rejected sites an error lists before summarising the rest.
 _LISTED = 8
@@ -67,8 +69,7 @@ class Request:
         gpus = 0 if gpus is None else gpus
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
             raise ValueError(f"gpus must be a whole number of GPUs per execution, not {gpus!r}")
-        return cls(data=data, where=Selector.parse(where), gpus=gpus, sites=sites, all=bool(all),
-                   executor=executor)
+        return cls(data=data, where=Selector.parse(where), gpus=gpus, sites=sites, all=bool(all), executor=executor)
 
     @property
     def has_target(self) -> bool:
@@ -135,8 +136,9 @@ class Placement:
     targets: tuple[Target, ...]
 
 
-def place(request: Request, catalog: Catalog, exclude: Iterable[str] = (),
-          load: Mapping[str, int] | None = None) -> Placement:
+def place(
+    request: Request, catalog: Catalog, exclude: Iterable[str] = (), load: Mapping[str, int] | None = None
+) -> Placement:
     """Decide where ``request`` runs, or raise :class:`PlacementError`.
 
     ``exclude`` names sites not to use (a retry avoiding a lost replica);
@@ -163,8 +165,9 @@ def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | 
         return f"state {site.state}"
     unmet = request.where.unmet(site.labels)
     if unmet:
-        shown = [f"{k}={site.labels[k]}" if k in site.labels else f"no {k}" for k in
-                 dict.fromkeys(r.key for r in unmet)]
+        shown = [
+            f"{k}={site.labels[k]}" if k in site.labels else f"no {k}" for k in dict.fromkeys(r.key for r in unmet)
+        ]
         return ", ".join(shown)
     if request.gpus and site.gpu_count < request.gpus:
         return f"{site.gpu_count} GPU{'s' if site.gpu_count != 1 else ''}"
@@ -223,8 +226,9 @@ def _place_named(request: Request, catalog: Catalog, excluded: frozenset[str]) -
     return targets
 
 
-def _place_dataset(request: Request, catalog: Catalog, excluded: frozenset[str],
-                   load: Mapping[str, int] | None) -> list[Target]:
+def _place_dataset(
+    request: Request, catalog: Catalog, excluded: frozenset[str], load: Mapping[str, int] | None
+) -> list[Target]:
     name = request.data
     shards = catalog.holders(name)
     if not shards:

@@ -102,22 +102,26 @@ def execution_news(execution: str, job: str, state: str, **fields: Any) -> dict:
 
 def output_batch(job: str, execution: str, site: str, outputs: list[dict]) -> dict:
     """Output an execution produced since its last batch (sent by the site on its stream)."""
-    return {"op": OUTPUT_OP, "kind": Kind.OUTPUT, "job": job, "execution": execution, "site": site,
-            "outputs": outputs}
+    return {"op": OUTPUT_OP, "kind": Kind.OUTPUT, "job": job, "execution": execution, "site": site, "outputs": outputs}
 
 
 def outcome(job: str, execution: str, site: str, result: dict) -> dict:
     """An execution's whole result (value bytes included), when small enough to travel
     with its task's end (``INLINE_RESULT``)."""
-    return {"op": OUTPUT_OP, "kind": Kind.OUTCOME, "job": job, "execution": execution, "site": site,
-            "outcome": result}
+    return {"op": OUTPUT_OP, "kind": Kind.OUTCOME, "job": job, "execution": execution, "site": site, "outcome": result}
 
 
-def state_news(job: str, execution: str, site: str, state: str, started: float | None,
-               ended: float | None) -> dict:
+def state_news(job: str, execution: str, site: str, state: str, started: float | None, ended: float | None) -> dict:
     """An execution's state as the scheduler's registry now has it."""
-    return {"kind": Kind.STATE, "job": job, "execution": execution, "site": site, "state": state,
-            "started": started, "ended": ended}
+    return {
+        "kind": Kind.STATE,
+        "job": job,
+        "execution": execution,
+        "site": site,
+        "state": state,
+        "started": started,
+        "ended": ended,
+    }
 
 
 def job_event(msg: dict) -> dict:

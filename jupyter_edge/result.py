@@ -18,14 +18,14 @@ class JobResult(Mapping):
     finish ``done``; ``outputs`` what each printed.
     """
 
-    def __init__(self, job: str, attempts: list[Execution], values: dict[str, Any],
-                 superseded: set[str] = frozenset()):
+    def __init__(self, job: str, attempts: list[Execution], values: dict[str, Any], superseded: set[str] = frozenset()):
         self.job = job
         self.attempts = list(attempts)
         final = [ex for ex in self.attempts if ex.id not in superseded]
         self.executions: dict[str, Execution] = {ex.site: ex for ex in final}
-        self._values = {site: values[ex.id] for site, ex in self.executions.items()
-                        if ex.state == State.DONE and ex.id in values}
+        self._values = {
+            site: values[ex.id] for site, ex in self.executions.items() if ex.state == State.DONE and ex.id in values
+        }
 
     def __getitem__(self, site: str) -> Any:
         return self._values[site]

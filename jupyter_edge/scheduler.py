@@ -4,8 +4,9 @@ Sites report themselves on the ``edge-site`` topic and their executions on
 ``edge-execution``. A job registers with its tasks: each carries its
 execution's record in the ``edge`` Dask annotation, read here as the graph
 arrives, so registering costs no round trip. Clients read the catalog and jobs
-through the ``edge_catalog``/``edge_jobs``/``edge_job`` handlers. Every change to what placement depends on is announced on
-``edge-catalog``, so clients can keep a cached catalog.
+through its handlers (``edge_catalog``, ``edge_jobs``, ``edge_job``). Every change
+to what placement depends on is announced on ``edge-catalog``, so clients can
+keep a cached catalog. Every message's shape is in :mod:`jupyter_edge.protocol`.
 
 A site that leaves, or stays silent longer than ``edge.liveness``, has its
 unfinished executions marked ``lost`` and their tasks failed with
@@ -63,12 +64,14 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
         scheduler.stream_handlers[OUTPUT_OP] = self.handle_output
-        scheduler.handlers.update({
-            CATALOG_HANDLER: self.handle_catalog,
-            JOBS_HANDLER: self.handle_jobs,
-            JOB_HANDLER: self.handle_job,
-            CANCEL_HANDLER: self.handle_cancel_request,
-        })
+        scheduler.handlers.update(
+            {
+                CATALOG_HANDLER: self.handle_catalog,
+                JOBS_HANDLER: self.handle_jobs,
+                JOB_HANDLER: self.handle_job,
+                CANCEL_HANDLER: self.handle_cancel_request,
+            }
+        )
         # Sites that reported before this plugin was installed are not forgotten.
         for _, msg in scheduler.get_events(SITE_TOPIC):
             self.log_event(SITE_TOPIC, msg)
@@ -90,9 +93,17 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             if execution is not None and execution.apply(msg):
                 if execution.finished:
                     self.executions.pop(execution.id, None)
-                self._to_owner(execution.job, state_news(execution.job, execution.id, execution.site,
-                                                         execution.state.value, execution.started,
-                                                         execution.ended))
+                self._to_owner(
+                    execution.job,
+                    state_news(
+                        execution.job,
+                        execution.id,
+                        execution.site,
+                        execution.state.value,
+                        execution.started,
+                        execution.ended,
+                    ),
+                )
 
     def update_graph(self, scheduler, *, client=None, annotations=None, **kwargs) -> None:
         """Register the executions whose tasks just arrived (see ``ANNOTATION``).
@@ -107,8 +118,11 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 record = JobRecord(header["id"], header["source"], header["request"], owner, header["created"])
                 if verified and header["owner"] != verified:
                     self.scheduler.loop.add_callback(
-                        self.handle_cancel, header["id"], verified,
-                        f"refused: the job claims owner {header['owner']!r}, its certificate says {verified!r}")
+                        self.handle_cancel,
+                        header["id"],
+                        verified,
+                        f"refused: the job claims owner {header['owner']!r}, its certificate says {verified!r}",
+                    )
                 self.jobs[record.id] = record
                 self._forget_old_jobs()
             ex = Execution.from_dict(carried["execution"])
@@ -149,14 +163,24 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             # be unpickled); the user's own errors come back as values instead.
             execution = self.executions.pop(execution_id, None)
             if execution is not None:
-                execution.apply({"state": State.FAILED, "ended": time.time(),
-                                 "error": kwargs.get("exception_text") or "the task failed at the site"})
+                execution.apply(
+                    {
+                        "state": State.FAILED,
+                        "ended": time.time(),
+                        "error": kwargs.get("exception_text") or "the task failed at the site",
+                    }
+                )
         elif finish == "forgotten":
             # A client that cancels, times out or disconnects releases its tasks.
             execution = self.executions.pop(execution_id, None)
             if execution is not None:
-                execution.apply({"state": State.CANCELLED, "ended": time.time(),
-                                 "error": "released by the notebook before it finished"})
+                execution.apply(
+                    {
+                        "state": State.CANCELLED,
+                        "ended": time.time(),
+                        "error": "released by the notebook before it finished",
+                    }
+                )
 
     def _mark_lost(self, ex: Execution) -> None:
         ex.apply({"state": State.LOST, "ended": time.time(), "error": str(SiteLost(ex.site, _LOST_REASON))})
@@ -178,8 +202,8 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         stimulus_id = f"edge-site-lost-{time.time()}"
         try:
             recommendations = self.scheduler.transition(
-                key, "erred", exception=pickle_dumps(SiteLost(site, _LOST_REASON)), cause=key,
-                stimulus_id=stimulus_id)
+                key, "erred", exception=pickle_dumps(SiteLost(site, _LOST_REASON)), cause=key, stimulus_id=stimulus_id
+            )
             self.scheduler.transitions(recommendations, stimulus_id=stimulus_id)
         except Exception:
             logger.exception("could not fail task %s of lost site %s", key, site)
@@ -198,8 +222,12 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         for address in list(self.reports):
             ws = self.scheduler.workers.get(address)
             if ws is not None and now - ws.last_seen > limit:
-                logger.warning("site %s silent for %.1fs (edge.liveness %gs): removing it",
-                               self.reports[address]["name"], now - ws.last_seen, limit)
+                logger.warning(
+                    "site %s silent for %.1fs (edge.liveness %gs): removing it",
+                    self.reports[address]["name"],
+                    now - ws.last_seen,
+                    limit,
+                )
                 await self.scheduler.remove_worker(address, stimulus_id=f"edge-liveness-{now}", close=True)
 
     # --- the catalog ------------------------------------------------------
@@ -221,10 +249,21 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             if ws is None:
                 continue
             live = {g["index"]: g for g in (ws.metrics or {}).get("edge-gpus") or []}
-            gpus = [{**gpu, **{k: live[gpu["index"]][k] for k in ("utilization", "memory_used")}}
-                    if gpu["index"] in live else gpu for gpu in report.get("gpus", ())]
-            models.append({**report, "state": ws.status.name, "last_seen": ws.last_seen,
-                           "running": running.get(report["name"], 0), "gpus": gpus})
+            gpus = [
+                {**gpu, **{k: live[gpu["index"]][k] for k in ("utilization", "memory_used")}}
+                if gpu["index"] in live
+                else gpu
+                for gpu in report.get("gpus", ())
+            ]
+            models.append(
+                {
+                    **report,
+                    "state": ws.status.name,
+                    "last_seen": ws.last_seen,
+                    "running": running.get(report["name"], 0),
+                    "gpus": gpus,
+                }
+            )
         return models
 
     def handle_catalog(self) -> dict:
@@ -256,8 +295,11 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             return None
         caller = peer_identity(comm) or by
         if caller != record.owner:
-            return {"job": record.to_dict(), "cancelled": [],
-                    "refused": f"job {job} belongs to {record.owner}; {caller} may not cancel it"}
+            return {
+                "job": record.to_dict(),
+                "cancelled": [],
+                "refused": f"job {job} belongs to {record.owner}; {caller} may not cancel it",
+            }
         return self.handle_cancel(job, caller)
 
     def handle_cancel(self, job: str, by: str = "someone", reason: str | None = None) -> dict | None:
@@ -274,8 +316,13 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         owner = self.owners.get(job)
         keys = [ex.key for ex in unfinished if ex.key in self.scheduler.tasks]
         if owner in self.scheduler.clients and keys:
-            self.scheduler.stimulus_cancel(keys, owner, force=True, reason=reason or f"cancelled by {by}",
-                                           msg=f"edge job {job} was cancelled by {by}")
+            self.scheduler.stimulus_cancel(
+                keys,
+                owner,
+                force=True,
+                reason=reason or f"cancelled by {by}",
+                msg=f"edge job {job} was cancelled by {by}",
+            )
         return {"job": record.to_dict(), "cancelled": [ex.id for ex in unfinished]}
 
     def handle_job(self, job: str) -> dict | None:

@@ -16,10 +16,10 @@ def human_bytes(n: int | None) -> str:
 
 
 def text_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
@@ -37,6 +37,14 @@ def datasets_table(catalog: Catalog) -> str:
     rows = []
     for info in catalog.datasets().values():
         shards = "; ".join(f"{shard}: {','.join(holders)}" for shard, holders in info.shards.items())
-        rows.append([info.name, info.kind, str(len(info.shards)), shards, human_bytes(info.bytes),
-                     "?" if info.files is None else str(info.files)])
+        rows.append(
+            [
+                info.name,
+                info.kind,
+                str(len(info.shards)),
+                shards,
+                human_bytes(info.bytes),
+                "?" if info.files is None else str(info.files),
+            ]
+        )
     return text_table(["DATASET", "KIND", "SHARDS", "SITES", "BYTES", "FILES"], rows)

@@ -20,8 +20,16 @@ import urllib.request
 import pytest
 
 CHROMIUM = os.environ.get("JUPYTER_EDGE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 # pytest-jupyter's autouse fixtures run and close an asyncio loop around every
@@ -73,8 +81,16 @@ class Lab:
     at the end, so what a wrapper started in the background stops too.
     """
 
-    def __init__(self, root, scheduler: str | None, interval: int = 400, env: dict | None = None,
-                 python: str = sys.executable, wrapper: list[str] | None = None, timeout: float = 60):
+    def __init__(
+        self,
+        root,
+        scheduler: str | None,
+        interval: int = 400,
+        env: dict | None = None,
+        python: str = sys.executable,
+        wrapper: list[str] | None = None,
+        timeout: float = 60,
+    ):
         self.root = root
         runtime, settings, workspaces, notebooks = (root / d for d in ("runtime", "settings", "workspaces", "work"))
         for folder in (runtime, settings, workspaces, notebooks):
@@ -83,15 +99,26 @@ class Lab:
         self.env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), **(env or {})}
         if scheduler is not None:
             self.env["JUPYTER_EDGE_SCHEDULER"] = scheduler
-        args = [*(wrapper or []), python, "-m", "jupyterlab", "--no-browser", "--ServerApp.port=0",
-                "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={notebooks}",
-                f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={workspaces}",
-                "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None"]
+        args = [
+            *(wrapper or []),
+            python,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.port=0",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.root_dir={notebooks}",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={workspaces}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+        ]
         if os.geteuid() == 0:
             args.append("--allow-root")
         self.log_path = root / "lab.log"
-        self.process = subprocess.Popen(args, env=self.env, stdout=open(self.log_path, "wb"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            args, env=self.env, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.url, self.token = self._wait_for_server(runtime, timeout)
 
     @staticmethod
@@ -147,8 +174,13 @@ class Lab:
 def launch_chromium(playwright, profile_dir, **kwargs):
     """Debian's Chromium, headless, with a fresh profile."""
     return playwright.chromium.launch_persistent_context(
-        str(profile_dir), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-        viewport={"width": 1400, "height": 1300}, **kwargs)
+        str(profile_dir),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": 1300},
+        **kwargs,
+    )
 
 
 def open_lab(context, lab: Lab, timeout_ms: int = 60_000):

@@ -34,11 +34,13 @@ os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="jupyter-edge-te
 def write_sensors(folder, site: str, rows: int = 50) -> str:
     """A small Parquet shard whose values say which site wrote them."""
     os.makedirs(folder, exist_ok=True)
-    pd.DataFrame({
-        "device": [f"{site}-{i % 3}" for i in range(rows)],
-        "value": [float(i) for i in range(rows)],
-        "site": site,
-    }).to_parquet(os.path.join(folder, "part-0.parquet"), index=False)
+    pd.DataFrame(
+        {
+            "device": [f"{site}-{i % 3}" for i in range(rows)],
+            "value": [float(i) for i in range(rows)],
+            "site": site,
+        }
+    ).to_parquet(os.path.join(folder, "part-0.parquet"), index=False)
     return str(folder)
 
 
@@ -60,12 +62,22 @@ def mixed_sites(tmp_path_factory):
         return DatasetDeclaration("sensors", write_sensors(root / name / "sensors", name), name)
 
     return [
-        SiteSpec("berlin", {"region": "eu", "tier": "factory"},
-                 datasets=[sensors("berlin"), DatasetDeclaration("weather", str(eu_weather), "eu")]),
-        SiteSpec("paris", {"region": "eu", "tier": "store"},
-                 datasets=[sensors("paris"), DatasetDeclaration("weather", str(eu_weather), "eu")]),
-        SiteSpec("boston", {"region": "us", "tier": "hospital"}, gpus=2,
-                 datasets=[sensors("boston"), DatasetDeclaration("weather", str(us_weather), "us")]),
+        SiteSpec(
+            "berlin",
+            {"region": "eu", "tier": "factory"},
+            datasets=[sensors("berlin"), DatasetDeclaration("weather", str(eu_weather), "eu")],
+        ),
+        SiteSpec(
+            "paris",
+            {"region": "eu", "tier": "store"},
+            datasets=[sensors("paris"), DatasetDeclaration("weather", str(eu_weather), "eu")],
+        ),
+        SiteSpec(
+            "boston",
+            {"region": "us", "tier": "hospital"},
+            gpus=2,
+            datasets=[sensors("boston"), DatasetDeclaration("weather", str(us_weather), "us")],
+        ),
         SiteSpec("tokyo", {"region": "ap"}),
     ]
 
@@ -119,8 +131,9 @@ class CliFleet:
         self.scheduler_file = str(tmp_path / "fleet.json")
         self.env = {**os.environ, **(env or {})}
         self.sites: dict[str, subprocess.Popen] = {}
-        self.scheduler = self._start(["scheduler", "--port", "0", "--host", "127.0.0.1",
-                                      "--scheduler-file", self.scheduler_file], "scheduler")
+        self.scheduler = self._start(
+            ["scheduler", "--port", "0", "--host", "127.0.0.1", "--scheduler-file", self.scheduler_file], "scheduler"
+        )
         deadline = time.monotonic() + 30
         while not os.path.exists(self.scheduler_file):
             assert self.scheduler.poll() is None, "the scheduler exited at start"
@@ -129,13 +142,17 @@ class CliFleet:
 
     def _start(self, args, name, env=None) -> subprocess.Popen:
         log = open(self.tmp_path / f"{name}.log", "wb")
-        return subprocess.Popen([sys.executable, "-m", "jupyter_edge.cli", *args], stdout=log,
-                                stderr=subprocess.STDOUT, env=env or self.env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "jupyter_edge.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env or self.env
+        )
 
     def add_site(self, name, *flags, env=None) -> subprocess.Popen:
         env = {**self.env, **(env or {})}
-        proc = self._start(["worker", "--scheduler-file", self.scheduler_file, "--name", name,
-                            "--host", "127.0.0.1", *flags], name, env)
+        proc = self._start(
+            ["worker", "--scheduler-file", self.scheduler_file, "--name", name, "--host", "127.0.0.1", *flags],
+            name,
+            env,
+        )
         self.sites[name] = proc
         return proc
 
@@ -198,5 +215,6 @@ def run_in_kernel(kc, code: str, timeout: float = 60) -> tuple[list[dict], str]:
 
 def stream_text(outputs: list[dict], name: str | None = None) -> str:
     """What ``outputs`` printed: stdout and stderr, or only the stream ``name``."""
-    return "".join(m["content"]["text"] for m in outputs
-                   if m["msg_type"] == "stream" and name in (None, m["content"]["name"]))
+    return "".join(
+        m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and name in (None, m["content"]["name"])
+    )

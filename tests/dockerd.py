@@ -57,10 +57,19 @@ class Engine:
         self.url = f"unix://{self.socket}"
         self.log = root / "dockerd.log"
         self.process = subprocess.Popen(
-            ["dockerd", "--iptables=false", "--ip-masq=false", "--bridge=none",
-             f"--data-root={root / 'data'}", f"--exec-root={self.exec_root}", f"--pidfile={root / 'dockerd.pid'}",
-             f"--host={self.url}"],
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115 (closed with the process)
+            [
+                "dockerd",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--bridge=none",
+                f"--data-root={root / 'data'}",
+                f"--exec-root={self.exec_root}",
+                f"--pidfile={root / 'dockerd.pid'}",
+                f"--host={self.url}",
+            ],
+            stdout=open(self.log, "wb"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while True:
             assert self.process.poll() is None, f"dockerd exited at start:\n{self.log.read_text()[-3000:]}"
@@ -105,8 +114,12 @@ def python_rootfs() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     root = cache / f"debian-{SUITE}-python3.root"
     shutil.rmtree(root, ignore_errors=True)
-    done = subprocess.run(["debootstrap", "--variant=minbase", "--include=python3", SUITE, str(root), MIRROR],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        ["debootstrap", "--variant=minbase", "--include=python3", SUITE, str(root), MIRROR],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, f"debootstrap failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
     partial = tarball.with_suffix(".partial")
     subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True, timeout=300)

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from browser import (  # the two fixtures replace pytest-jupyter's for this module
@@ -20,6 +23,8 @@ from browser import (  # the two fixtures replace pytest-jupyter's for this modu
     require_browser,
     require_tool,
 )
+from test_notebooks import CHECKS, NOTEBOOKS, all_text, failed_cells
+from venvs import Venv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -45,40 +50,36 @@ def test_binder_files_are_what_repo2docker_reads():
 
 @pytest.fixture(scope="session")
 def binder_env(tmp_path_factory):
-    """A fresh venv and scratch HOME, set up as repo2docker does: pip install -r
-    requirements.txt, then postBuild. Only pip's download cache is shared."""
+    """A new venv and scratch HOME, set up as repo2docker does: pip install -r
+    requirements.txt, then postBuild (built once per test run)."""
     require_browser()
-    root = tmp_path_factory.mktemp("binder")
-    venv, home = root / "venv", root / "home"
-    home.mkdir()
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    cache = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True).stdout.strip()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PYTHON", "PIP_", "VIRTUAL_ENV", "JUPYTER", "CONDA"))}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", HOME=str(home), VIRTUAL_ENV=str(venv),
-               PYTHONNOUSERSITE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    if cache and os.path.isdir(cache):
-        env["PIP_CACHE_DIR"] = cache
-    log = root / "build.log"
-    with open(log, "wb") as out:
-        for step in ([str(venv / "bin" / "pip"), "install", "-r", os.path.join(BINDER, "requirements.txt")],
-                     [os.path.join(BINDER, "postBuild")]):
-            done = subprocess.run(step, env=env, cwd=str(home), stdout=out, stderr=subprocess.STDOUT, timeout=900)
-            assert done.returncode == 0, f"{step[0]} failed:\n{log.read_text()[-4000:]}"
-    return {"env": env, "venv": venv, "home": home, "root": root}
+    venv = Venv(tmp_path_factory.mktemp("binder"))
+    venv.run(str(venv.bin / "pip"), "install", "-r", os.path.join(BINDER, "requirements.txt"))
+    venv.run(os.path.join(BINDER, "postBuild"))
+    return {"env": venv.env, "venv": venv.path, "home": venv.home, "root": venv.root}
 
 
 @pytest.mark.timeout(1200)
 def test_postbuild_installs_the_project_and_both_extensions(binder_env):
     python = binder_env["venv"] / "bin" / "python"
-    where = subprocess.run([str(python), "-c", "import jupyter_edge, sys; print(jupyter_edge.__file__, sys.prefix)"],
-                           env=binder_env["env"], cwd=str(binder_env["home"]), capture_output=True, text=True,
-                           timeout=60)
+    where = subprocess.run(
+        [str(python), "-c", "import jupyter_edge, sys; print(jupyter_edge.__file__, sys.prefix)"],
+        env=binder_env["env"],
+        cwd=str(binder_env["home"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert where.returncode == 0, where.stderr
     module, prefix = where.stdout.split()
     assert module.startswith(str(binder_env["venv"])), f"jupyter_edge came from {module}, not the fresh venv"
-    listing = subprocess.run([str(binder_env["venv"] / "bin" / "jupyter"), "labextension", "list"],
-                             env=binder_env["env"], capture_output=True, text=True, timeout=60)
+    listing = subprocess.run(
+        [str(binder_env["venv"] / "bin" / "jupyter"), "labextension", "list"],
+        env=binder_env["env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "jupyter-edge" in listing.stdout + listing.stderr, listing.stdout + listing.stderr
     assert os.path.isdir(os.path.join(prefix, "share", "jupyter", "labextensions", "jupyter-edge", "static"))
 
@@ -89,9 +90,14 @@ def test_start_brings_up_the_demo_and_the_sidebar_shows_it(binder_env):
 
     root = binder_env["root"] / "run"
     demo_dir = root / "demo"
-    lab = Lab(root, scheduler=None, python=str(binder_env["venv"] / "bin" / "python"),
-              wrapper=[os.path.join(BINDER, "start")], timeout=240,
-              env={**binder_env["env"], "JUPYTER_EDGE_DEMO_DIR": str(demo_dir)})
+    lab = Lab(
+        root,
+        scheduler=None,
+        python=str(binder_env["venv"] / "bin" / "python"),
+        wrapper=[os.path.join(BINDER, "start")],
+        timeout=240,
+        env={**binder_env["env"], "JUPYTER_EDGE_DEMO_DIR": str(demo_dir)},
+    )
     try:
         with open(demo_dir / "scheduler.json") as f:
             address = json.load(f)["address"]
@@ -114,3 +120,99 @@ def test_start_brings_up_the_demo_and_the_sidebar_shows_it(binder_env):
     # Stopping JupyterLab's process group stopped the demo fleet start began.
     log = (demo_dir / "demo.log").read_text()
     assert "jupyter-edge demo stopped" in log, f"the demo did not stop cleanly:\n{log[-2000:]}"
+
+
+def demo_processes(demo_dir: Path) -> list[str]:
+    """Command lines of processes still running from the demo in ``demo_dir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            zombie = "State:\tZ" in (entry / "status").read_text()
+        except OSError:
+            continue
+        if str(demo_dir) in cmdline and not zombie:
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
+def start_env(binder_env, demo_dir: Path) -> dict:
+    return {**binder_env["env"], "JUPYTER_EDGE_DEMO_DIR": str(demo_dir)}
+
+
+@pytest.mark.timeout(1200)
+def test_every_notebook_runs_in_binders_environment(binder_env):
+    """``binder/start jupyter nbconvert --execute`` of the five notebooks, as a user
+    on Binder (or here) runs them; each shows what tests/test_notebooks.py checks.
+    The demo start began ends with the command, whose exit status is kept."""
+    import nbformat
+
+    root = binder_env["root"] / "notebooks"
+    demo_dir, out = root / "demo", root / "out"
+    names = sorted(CHECKS)
+    done = subprocess.run(
+        [
+            os.path.join(BINDER, "start"),
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--ExecutePreprocessor.timeout=300",
+            "--output-dir",
+            str(out),
+            *(str(NOTEBOOKS / n) for n in names),
+        ],
+        env=start_env(binder_env, demo_dir),
+        cwd=str(binder_env["home"]),
+        capture_output=True,
+        text=True,
+        timeout=1100,
+    )
+    assert done.returncode == 0, f"nbconvert failed in Binder's environment:\n{done.stderr[-6000:]}"
+    for name in names:
+        nb = nbformat.read(out / name, as_version=4)
+        assert not failed_cells(nb), f"{name}: cells {failed_cells(nb)} failed in Binder's environment"
+        CHECKS[name](nb, all_text(nb))
+    assert "jupyter-edge demo stopped" in (demo_dir / "demo.log").read_text(), "the demo did not stop cleanly"
+    assert demo_processes(demo_dir) == [], "the demo outlived the command binder/start ran"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("how", "status"), [("exits 3", 3), ("is interrupted", 130)])
+def test_start_stops_its_demo_when_the_command_ends(binder_env, how, status):
+    demo_dir = binder_env["root"] / f"ends-{status}"
+    if status == 3:
+        command = [sys.executable, "-c", "import os, sys; print(os.environ['JUPYTER_EDGE_SCHEDULER']); sys.exit(3)"]
+    else:
+        command = ["sleep", "300"]
+    said = binder_env["root"] / f"ends-{status}.log"
+    with open(said, "w") as err:
+        proc = subprocess.Popen(
+            [os.path.join(BINDER, "start"), *command],
+            env=start_env(binder_env, demo_dir),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        if status == 130:
+            deadline = time.monotonic() + 180
+            while "binder/start: demo fleet of" not in said.read_text():  # said just before the command
+                assert proc.poll() is None, f"binder/start ended early:\n{said.read_text()}"
+                assert time.monotonic() < deadline, f"the demo did not start:\n{said.read_text()}"
+                time.sleep(0.2)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=200)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = said.read_text()
+    assert proc.returncode == status, f"binder/start should exit as its command ({status}) when it {how}:\n{stderr}"
+    if status == 3:
+        assert stdout.startswith("tcp://"), f"the command should see the demo's address, printed {stdout!r}"
+    assert demo_processes(demo_dir) == [], f"the demo outlived the command that {how}"
+    assert "jupyter-edge demo stopped" in (demo_dir / "demo.log").read_text(), "the demo did not stop cleanly"

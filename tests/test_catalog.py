@@ -9,14 +9,14 @@ import pytest
 from jupyter_edge.catalog import GPU, Catalog, DatasetInfo, DatasetShard, Site
 
 
-def shard(dataset: str, name: str, *, kind: str = "local", bytes: int | None = None,
-          files: int | None = None, **kw) -> DatasetShard:
+def shard(
+    dataset: str, name: str, *, kind: str = "local", bytes: int | None = None, files: int | None = None, **kw
+) -> DatasetShard:
     url = f"/data/{dataset}/{name}" if kind == "local" else f"{kind}://bucket/{dataset}/{name}"
     return DatasetShard(dataset, name, url, kind, bytes=bytes, files=files, **kw)
 
 
-def site(name: str, *shards: DatasetShard, labels: dict[str, str] | None = None, gpus: int = 0,
-         **kw) -> Site:
+def site(name: str, *shards: DatasetShard, labels: dict[str, str] | None = None, gpus: int = 0, **kw) -> Site:
     return Site(
         name=name,
         address=f"tcp://10.0.0.{len(name)}:8786",
@@ -39,8 +39,9 @@ def full_site() -> Site:
         state="draining",
         labels={"region": "eu", "tier": "factory"},
         datasets={
-            "sensors": DatasetShard("sensors", "s1", "/data/sensors/s1", "local", bytes=1024, files=3,
-                                    scanned=1700000000.5),
+            "sensors": DatasetShard(
+                "sensors", "s1", "/data/sensors/s1", "local", bytes=1024, files=3, scanned=1700000000.5
+            ),
             "logs": DatasetShard("logs", "l2", "s3://bucket/logs/l2", "s3", error="AccessDenied"),
         },
         gpus=[

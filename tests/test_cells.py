@@ -20,8 +20,9 @@ def test_output_arrives_while_the_cell_runs(fleet):
         seen.extend((site, o["name"], o["text"]) for o in outputs)
         first.set()
 
-    job = fleet.submit_cell("print('early', flush=True)\nimport time\ntime.sleep(30)", sites=["tokyo"],
-                            on_output=on_output, timeout=60)
+    job = fleet.submit_cell(
+        "print('early', flush=True)\nimport time\ntime.sleep(30)", sites=["tokyo"], on_output=on_output, timeout=60
+    )
     try:
         assert first.wait(10), "no output arrived while the cell was still running"
         assert not job.done()
@@ -167,8 +168,9 @@ def test_matplotlib_show_sends_the_figure_where_it_is_called(fleet):
     res = fleet.run_cell(source, sites=["paris"], timeout=60)
     assert res.ok, res.errors
     outputs = res.outputs["paris"]
-    assert [o["name"] for o in outputs] == ["display", "stdout", "display"], \
+    assert [o["name"] for o in outputs] == ["display", "stdout", "display"], (
         f"expected the shown figure, the print, the displayed figure, in that order: {outputs}"
+    )
     for figure in (outputs[0], outputs[2]):
         png = base64.b64decode(figure["data"]["image/png"])
         assert png.startswith(b"\x89PNG"), "a figure should arrive as a PNG"

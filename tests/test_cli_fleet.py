@@ -9,10 +9,9 @@ import sys
 import time
 
 import pytest
+from conftest import write_sensors
 
 from jupyter_edge import State
-
-from conftest import write_sensors
 
 pytestmark = pytest.mark.e2e
 
@@ -21,8 +20,9 @@ LIVENESS = {"DASK_EDGE__LIVENESS": "3s"}
 
 
 def status(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "status", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_edge.cli", "status", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -30,8 +30,17 @@ def three_sites(cli_fleet, tmp_path):
     fleet = cli_fleet(LIVENESS)
     for name, region in (("berlin", "eu"), ("paris", "eu"), ("boston", "us")):
         folder = write_sensors(tmp_path / name / "sensors", name)
-        fleet.add_site(name, "--label", f"region={region}", "--label", "tier=factory",
-                       "--dataset", f"sensors={folder}", "--gpus", "1" if name == "boston" else "none")
+        fleet.add_site(
+            name,
+            "--label",
+            f"region={region}",
+            "--label",
+            "tier=factory",
+            "--dataset",
+            f"sensors={folder}",
+            "--gpus",
+            "1" if name == "boston" else "none",
+        )
     return fleet
 
 
@@ -49,23 +58,33 @@ def test_status_and_run(three_sites):
         for expected in ("berlin", "paris", "boston", "region=eu", "sensors@berlin", "DATASET", "sensors"):
             assert expected in out.stdout, f"{expected!r} missing from status:\n{out.stdout}"
         assert "3 site(s)" in out.stdout
-        res = fleet.run(lambda dataset, site: (site.name, len(dataset.read_parquet())), data="sensors",
-                        where="region=eu", timeout=60)
+        res = fleet.run(
+            lambda dataset, site: (site.name, len(dataset.read_parquet())),
+            data="sensors",
+            where="region=eu",
+            timeout=60,
+        )
         assert dict(res) == {"berlin": ("berlin", 50), "paris": ("paris", 50)}
         gpu = fleet.run(lambda site: os.environ["CUDA_VISIBLE_DEVICES"], gpus=1, timeout=60)
         assert dict(gpu) == {"boston": "0"}
 
 
 def test_status_without_a_fleet_is_a_clear_error(tmp_path):
-    out = status("tcp://127.0.0.1:9", )
+    out = status(
+        "tcp://127.0.0.1:9",
+    )
     assert out.returncode != 0
     assert "Error" in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 def test_worker_rejects_bad_flags(tmp_path):
     def worker(*flags):
-        return subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9",
-                               "--name", "x", *flags], capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x", *flags],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     out = worker("--label", "edge.executor=docker")
     assert out.returncode == 2 and "reserved" in out.stderr, out.stderr
@@ -89,6 +108,7 @@ def _wait_running(fleet, job, sites, timeout=30):
 def test_a_site_that_dies_or_freezes_is_lost_and_the_rest_complete(three_sites, how):
     fleet = three_sites.connect(3)
     with fleet:
+
         def work(site):
             import time
 
@@ -141,7 +161,9 @@ def test_lost_execution_is_retried_on_another_replica(cli_fleet, tmp_path):
         assert dict(res) == {other: (other, "eu")}, "the shard must be finished by the other replica"
         assert res.ok, res.errors
         assert [(ex.site, ex.state, ex.attempt) for ex in res.attempts] == [
-            (first, State.LOST, 1), (other, State.DONE, 2)]
+            (first, State.LOST, 1),
+            (other, State.DONE, 2),
+        ]
 
 
 def test_a_site_that_comes_back_under_its_name_never_reruns_lost_work(cli_fleet, tmp_path):

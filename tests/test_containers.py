@@ -25,9 +25,9 @@ from browser import (  # the two fixtures replace pytest-jupyter's for this modu
 from conftest import kernel_outputs, run_in_kernel, stream_text
 from distributed import Client
 from dockerd import IMAGE, Engine, python_rootfs, require_docker
-from test_cells import VALUE_CASES
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
+from test_cells import VALUE_CASES
 
 from jupyter_edge import Fleet, PlacementError
 from jupyter_edge.container_value import ContainerValue
@@ -92,10 +92,12 @@ def test_the_runner_uses_only_the_standard_library():
     for source in (containers.RUNNER_SOURCE, containers.CELL_SOURCE):
         with open(source) as f:
             tree = ast.parse(f.read())
-        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                    for alias in node.names}
-        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                     if isinstance(node, ast.ImportFrom) and node.module}
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {
+            node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+        }
         allowed = set(sys.stdlib_module_names) | mounted
         assert imported and imported <= allowed, f"{source} imports {imported - allowed}"
 
@@ -110,35 +112,39 @@ def test_sites_report_their_engine_and_the_reserved_label(docker_fleet):
 
 
 def test_container_work_goes_only_where_containers_run(docker_fleet):
-    with pytest.raises(PlacementError, match="tokyo.*runs no docker containers"):
+    with pytest.raises(PlacementError, match=r"tokyo.*runs no docker containers"):
         docker_fleet.run_cell("1", image=IMAGE, sites=["tokyo"])
     result = docker_fleet.run_cell("site.name", image=IMAGE, all=True, timeout=120)
     assert dict(result) == {"berlin": "berlin", "paris": "paris"}
 
 
 def test_a_cell_reads_its_own_shard_mounted_read_only(docker_fleet):
-    source = ("import os\n"
-              "print('at', os.environ['EDGE_DATASET_PATH'])\n"
-              "{'files': dataset.files(), 'path': dataset.path, 'rows': open(dataset.path + '/' + dataset.files()[0]).read()}")
+    source = (
+        "import os\n"
+        "print('at', os.environ['EDGE_DATASET_PATH'])\n"
+        "{'files': dataset.files(), 'path': dataset.path, 'rows': open(dataset.path + '/' + dataset.files()[0]).read()}"
+    )
     result = docker_fleet.run_cell(source, data="sensors", image=IMAGE, timeout=120)
     assert result.ok, result.errors
     for name in DOCKER_SITES:
-        assert result[name] == {"files": [f"{name}.csv"], "path": "/data/sensors",
-                                "rows": f"site,value\n{name},1\n"}
+        assert result[name] == {"files": [f"{name}.csv"], "path": "/data/sensors", "rows": f"site,value\n{name},1\n"}
         assert result.outputs[name] == [{"name": "stdout", "text": "at /data/sensors\n"}]
 
-    written = docker_fleet.run_cell("open(dataset.path + '/new.csv', 'w').write('x')", data="sensors",
-                                    image=IMAGE, timeout=120)
+    written = docker_fleet.run_cell(
+        "open(dataset.path + '/new.csv', 'w').write('x')", data="sensors", image=IMAGE, timeout=120
+    )
     for name in DOCKER_SITES:
         assert "Read-only file system" in written.errors[name].args[2], written.errors[name]
         assert sorted(os.listdir(docker_fleet.edge_root / name / "sensors")) == [f"{name}.csv"]
 
 
 def test_values_that_are_not_json_come_back_as_their_display_forms(docker_fleet):
-    source = ("class Table:\n"
-              "    def __repr__(self): return 'Table(2 rows)'\n"
-              "    def _repr_html_(self): return '<table><tr><td>2 rows</td></tr></table>'\n"
-              "Table()")
+    source = (
+        "class Table:\n"
+        "    def __repr__(self): return 'Table(2 rows)'\n"
+        "    def _repr_html_(self): return '<table><tr><td>2 rows</td></tr></table>'\n"
+        "Table()"
+    )
     result = docker_fleet.run_cell(source, sites=["berlin"], image=IMAGE, timeout=120)
     value = result["berlin"]
     assert isinstance(value, ContainerValue) and repr(value) == "Table(2 rows)"
@@ -149,8 +155,9 @@ def test_values_that_are_not_json_come_back_as_their_display_forms(docker_fleet)
 
 
 def test_a_command_streams_its_output_and_its_exit_code_is_the_result(docker_fleet):
-    ok = docker_fleet.run_command(["sh", "-c", 'ls "$EDGE_DATASET_PATH"; echo warn >&2'], data="sensors",
-                                  image=IMAGE, timeout=120)
+    ok = docker_fleet.run_command(
+        ["sh", "-c", 'ls "$EDGE_DATASET_PATH"; echo warn >&2'], data="sensors", image=IMAGE, timeout=120
+    )
     assert dict(ok) == {"berlin": 0, "paris": 0}
     for name in DOCKER_SITES:
         assert {"name": "stdout", "text": f"{name}.csv\n"} in ok.outputs[name]
@@ -170,8 +177,9 @@ def test_run_command_follows_its_job_in_one_thread_only(docker_fleet):
         seen["job"] = job
         seen["supervisors"] = [t.name for t in threading.enumerate() if t.name == f"edge-job-{job.id}"]
 
-    result = docker_fleet.run_command(["sh", "-c", "sleep 0.5"], data="sensors", image=IMAGE, timeout=120,
-                                      on_start=on_start)
+    result = docker_fleet.run_command(
+        ["sh", "-c", "sleep 0.5"], data="sensors", image=IMAGE, timeout=120, on_start=on_start
+    )
     assert dict(result) == {"berlin": 0, "paris": 0}
     assert seen["supervisors"] == [], f"run_command also started a supervising thread: {seen['supervisors']}"
     in_flight = {site: n for site, n in docker_fleet._running.items() if n}
@@ -193,14 +201,16 @@ def test_no_network_unless_asked(docker_fleet):
 
 
 def test_cpu_and_memory_limits_apply_inside(docker_fleet):
-    source = ("import os\n"
-              "def read(*paths):\n"
-              "    for p in paths:\n"
-              "        if os.path.exists(p): return open(p).read().split()\n"
-              "cpu = read('/sys/fs/cgroup/cpu.max') or read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') + "
-              "read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')\n"
-              "mem = read('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')\n"
-              "(int(cpu[0]) / int(cpu[1]), int(mem[0]))")
+    source = (
+        "import os\n"
+        "def read(*paths):\n"
+        "    for p in paths:\n"
+        "        if os.path.exists(p): return open(p).read().split()\n"
+        "cpu = read('/sys/fs/cgroup/cpu.max') or read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') + "
+        "read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')\n"
+        "mem = read('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')\n"
+        "(int(cpu[0]) / int(cpu[1]), int(mem[0]))"
+    )
     result = docker_fleet.run_cell(source, sites=["paris"], image=IMAGE, cpus=0.5, memory="96MiB", timeout=120)
     assert result["paris"] == [0.5, 96 * 2**20], result["paris"]
 
@@ -239,8 +249,9 @@ def test_a_kernel_interrupt_stops_and_removes_the_containers(docker_fleet, engin
             time.sleep(0.1)
         km.interrupt_kernel()
         outputs, status = kernel_outputs(kc, msg_id, timeout=60)
-        assert status == "error" and any(m["msg_type"] == "error" and m["content"]["ename"] == "JobInterrupted"
-                                         for m in outputs), outputs
+        assert status == "error" and any(
+            m["msg_type"] == "error" and m["content"]["ename"] == "JobInterrupted" for m in outputs
+        ), outputs
         wait_no_containers(engine, timeout=30)
         outputs, _ = run_in_kernel(kc, "print(sorted({ex.state.value for ex in stopped.executions.values()}))")
         said = stream_text(outputs)
@@ -265,8 +276,11 @@ def test_an_s3_dataset_is_not_mounted(docker_fleet):
 
 
 def test_bad_container_options_fail_before_anything_is_sent(docker_fleet):
-    for options, expected in (({"cpus": 0}, "cpus must be"), ({"memory": "lots"}, "memory must be"),
-                              ({"memory": 1024}, "at least 6 MiB")):
+    for options, expected in (
+        ({"cpus": 0}, "cpus must be"),
+        ({"memory": "lots"}, "memory must be"),
+        ({"memory": 1024}, "at least 6 MiB"),
+    ):
         with pytest.raises(ValueError, match=expected):
             docker_fleet.run_cell("1", sites=["berlin"], image=IMAGE, **options)
     with pytest.raises(ValueError, match="apply only to containers"):
@@ -365,11 +379,11 @@ def test_a_cli_site_with_docker_runs_containers(engine, cli_fleet, tmp_path):
     fleet_processes.add_site("lyon", "--dataset", f"sensors={folder}", "--docker", engine.url)
     with fleet_processes.connect(1) as fleet:
         site = fleet.catalog(fresh=True).sites["lyon"]
-        assert site.containers and IMAGE in site.containers["images"], \
+        assert site.containers and IMAGE in site.containers["images"], (
             f"expected lyon to report its engine and images; it reports {site.containers}"
+        )
         assert site.labels["edge.executor"] == "docker"
-        result = fleet.run_command(["sh", "-c", 'ls "$EDGE_DATASET_PATH"'], data="sensors", image=IMAGE,
-                                   timeout=60)
+        result = fleet.run_command(["sh", "-c", 'ls "$EDGE_DATASET_PATH"'], data="sensors", image=IMAGE, timeout=60)
         assert dict(result) == {"lyon": 0}, f"expected the command to run at lyon: {result.errors}"
         assert {"name": "stdout", "text": "lyon.csv\n"} in result.outputs["lyon"], result.outputs["lyon"]
     assert "containers through docker" in fleet_processes.log("lyon")
@@ -377,6 +391,20 @@ def test_a_cli_site_with_docker_runs_containers(engine, cli_fleet, tmp_path):
 
 
 def test_a_worker_without_an_engine_says_so(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x",
-                           "--docker", f"unix://{tmp_path}/no.sock"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_edge.cli",
+            "worker",
+            "tcp://127.0.0.1:9",
+            "--name",
+            "x",
+            "--docker",
+            f"unix://{tmp_path}/no.sock",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and "no container engine at unix://" in done.stderr, done.stderr

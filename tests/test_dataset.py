@@ -32,8 +32,9 @@ def test_files_and_readers(shard):
         assert f.read().startswith(b"x,y")
 
 
-@pytest.mark.parametrize("path", ["../secret.txt", "2026/../../secret.txt", "..", "/etc/passwd",
-                                  "file:///etc/passwd", "~/x", "link-out"])
+@pytest.mark.parametrize(
+    "path", ["../secret.txt", "2026/../../secret.txt", "..", "/etc/passwd", "file:///etc/passwd", "~/x", "link-out"]
+)
 def test_paths_outside_are_refused(shard, path):
     with pytest.raises(DatasetPathError, match="outside dataset 'sensors'"):
         shard.open(path)
@@ -59,7 +60,7 @@ def test_read_only(shard):
 
 
 def test_missing_files_are_a_clear_error(shard):
-    with pytest.raises(FileNotFoundError, match="no CSV files matching '\\*\\*/\\*.tsv'"):
+    with pytest.raises(FileNotFoundError, match=r"no CSV files matching '\*\*/\*\.tsv'"):
         shard.read_csv("**/*.tsv")
 
 

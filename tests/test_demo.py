@@ -25,7 +25,7 @@ def test_embedded_demo_has_replicas_a_gpu_and_sample_data(tmp_path):
         assert datasets["weather"].shards["eu"] == ["berlin", "paris"], "the eu shard is replicated"
         assert datasets["archive"].kind == "s3" and datasets["archive"].files == 4
         res = fleet.run(lambda dataset: len(dataset.read_parquet()), data="sensors", timeout=60)
-        assert dict(res) == {name: 4000 for name in sites}
+        assert dict(res) == dict.fromkeys(sites, 4000)
         archive = fleet.run(lambda dataset: int(dataset.read_csv().units.sum()), data="archive", timeout=60)
         assert archive.ok and set(archive) == {"boston", "tokyo"}
     assert fleet.client.status == "closed"
@@ -41,9 +41,24 @@ def test_demo_plan_grows_past_four_sites():
 @pytest.mark.e2e
 def test_demo_command_serves_a_fleet_and_stops_on_ctrl_c(tmp_path):
     scheduler_file = tmp_path / "demo.json"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_edge.cli", "demo", "--port", "0", "--no-s3",
-                             "--scheduler-file", str(scheduler_file), "--data-dir", str(tmp_path / "data")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_edge.cli",
+            "demo",
+            "--port",
+            "0",
+            "--no-s3",
+            "--scheduler-file",
+            str(scheduler_file),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not scheduler_file.exists():
@@ -88,9 +103,8 @@ def test_address_precedence(monkeypatch):
 
 def test_connect_without_an_address_says_how(monkeypatch):
     monkeypatch.delenv(config.SCHEDULER_ENV, raising=False)
-    with dask.config.set({"edge.scheduler-address": None}):
-        with pytest.raises(ValueError, match="JUPYTER_EDGE_SCHEDULER"):
-            Fleet.connect()
+    with dask.config.set({"edge.scheduler-address": None}), pytest.raises(ValueError, match="JUPYTER_EDGE_SCHEDULER"):
+        Fleet.connect()
 
 
 def test_connect_to_nothing_fails_in_bounded_time():

@@ -7,7 +7,6 @@ import pytest
 
 from jupyter_edge import JobError, PlacementError, State
 
-
 # Module-level functions of a test module would be pickled by reference and the
 # sites cannot import this module; a lambda travels by value, as notebook code does.
 whoami = lambda site: site.name  # noqa: E731
@@ -53,6 +52,7 @@ def test_named_sites_and_no_dataset(fleet):
 def test_gpu_request_lands_only_where_gpus_are(fleet):
     def visible(site):
         import os
+
         return os.environ.get("CUDA_VISIBLE_DEVICES"), [g["index"] for g in site.gpus]
 
     res = fleet.run(visible, gpus=1)
@@ -125,8 +125,9 @@ def test_outputs_are_captured_per_execution(fleet):
 
 
 def test_job_result_frame_and_registry(fleet):
-    res = fleet.run(lambda dataset: dataset.read_parquet().groupby("device").value.mean(), data="sensors",
-                    where="region=eu")
+    res = fleet.run(
+        lambda dataset: dataset.read_parquet().groupby("device").value.mean(), data="sensors", where="region=eu"
+    )
     frame = res.to_frame()
     assert set(frame.site) == {"berlin", "paris"}
     assert len(frame) == 6 and "value" in frame.columns
@@ -260,8 +261,9 @@ def test_every_client_sees_the_same_jobs(fleet):
 
 
 def test_small_results_ride_with_the_task_and_large_ones_are_gathered(fleet):
-    res = fleet.run(lambda site: (site.name * 3) if site.name == "berlin" else b"x" * 300_000,
-                    sites=["berlin", "paris"])
+    res = fleet.run(
+        lambda site: (site.name * 3) if site.name == "berlin" else b"x" * 300_000, sites=["berlin", "paris"]
+    )
     assert res["berlin"] == "berlinberlinberlin"
     assert res["paris"] == b"x" * 300_000
     assert res.executions["paris"].bytes_returned > 300_000 > res.executions["berlin"].bytes_returned

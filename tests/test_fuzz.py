@@ -50,15 +50,23 @@ with warnings.catch_warnings():
 # hypothesis sees its state change while a strategy draws and blames the strategy (a deprecation,
 # an error here). None of these strategies uses `random`.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning")
+    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
+)
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 PACKAGE = os.path.dirname(os.path.abspath(jupyter_edge.__file__))
 
 PURE = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MAGIC = settings(max_examples=100, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
+MAGIC = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 
 
 # --- known bugs: (exception type, file in the package, function) -> what triggers it ------------
@@ -131,20 +139,54 @@ def selectors(draw) -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
     """A valid selector's text and the requirements it was built from."""
     reqs = draw(st.lists(requirements(), min_size=1, max_size=5))
     parts = [draw(render(r)) for r in reqs]
-    text = draw(space) + ",".join(f"{p}{draw(space)}" if i < len(parts) - 1 else p
-                                  for i, p in enumerate(parts)) + draw(space)
+    text = (
+        draw(space)
+        + ",".join(f"{p}{draw(space)}" if i < len(parts) - 1 else p for i, p in enumerate(parts))
+        + draw(space)
+    )
     # Spaces after each comma too.
     text = re.sub(",", lambda m: "," + draw(space), text) if draw(st.booleans()) else text
     return text, reqs
 
 
-TOKENS = [*KEYS, *VALUES, "=", "==", "!=", "!", "(", ")", ",", " ", "  ", "\t", "\n", "'", '"', "\\",
-          "in ", " notin ", "é", "ü", "区域", "\u00a0", "\u2028", "\x00", "-", ".", "_", "/", "0", "==="]
+TOKENS = [
+    *KEYS,
+    *VALUES,
+    "=",
+    "==",
+    "!=",
+    "!",
+    "(",
+    ")",
+    ",",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "'",
+    '"',
+    "\\",
+    "in ",
+    " notin ",
+    "é",
+    "ü",
+    "区域",
+    "\u00a0",
+    "\u2028",
+    "\x00",
+    "-",
+    ".",
+    "_",
+    "/",
+    "0",
+    "===",
+]
 near_valid = st.one_of(
     st.lists(st.sampled_from(TOKENS) | st.text(max_size=2), max_size=14).map("".join),
     # A valid selector with one character inserted, dropped or replaced.
     st.tuples(selectors(), st.integers(0, 200), st.sampled_from(TOKENS) | st.characters(), st.integers(0, 2)).map(
-        lambda t: _mutate(t[0][0], t[1], t[2], t[3])),
+        lambda t: _mutate(t[0][0], t[1], t[2], t[3])
+    ),
 )
 
 
@@ -153,12 +195,13 @@ def _mutate(text: str, at: int, token: str, how: int) -> str:
     if how == 0:
         return text[:at] + token + text[at:]
     if how == 1:
-        return text[:at] + text[at + 1:]
-    return text[:at] + token + text[at + 1:]
+        return text[:at] + text[at + 1 :]
+    return text[:at] + token + text[at + 1 :]
 
 
-label_dicts = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5),
-                              st.sampled_from(VALUES) | st.text(max_size=5), max_size=6)
+label_dicts = st.dictionaries(
+    st.sampled_from(KEYS) | st.text(max_size=5), st.sampled_from(VALUES) | st.text(max_size=5), max_size=6
+)
 
 
 def holds(req: tuple[str, str, tuple[str, ...]], labels: dict[str, str]) -> bool:
@@ -241,7 +284,8 @@ def test_valid_selectors_parse_and_match_as_the_model_says(built, labels):
     assert sel.requirements == expected, (text, sel)
     assert sel.matches(labels) == all(holds(r, labels) for r in reqs)
     assert [(r.key, r.op, r.values) for r in sel.unmet(labels)] == [
-        (k, "=" if op == "==" else op, vals) for k, op, vals in reqs if not holds((k, op, vals), labels)]
+        (k, "=" if op == "==" else op, vals) for k, op, vals in reqs if not holds((k, op, vals), labels)
+    ]
     assert check_parse(text, labels) == sel
     # Labels that meet every requirement the model can satisfy: built from the requirements.
     fitting = {}
@@ -253,12 +297,14 @@ def test_valid_selectors_parse_and_match_as_the_model_says(built, labels):
 
 # --- Request.build and the Python API's arguments ----------------------------------------------
 
-scalars = st.one_of(st.none(), st.text(max_size=12), st.integers(-5, 10**20), st.floats(), st.booleans(),
-                    st.binary(max_size=4))
+scalars = st.one_of(
+    st.none(), st.text(max_size=12), st.integers(-5, 10**20), st.floats(), st.booleans(), st.binary(max_size=4)
+)
 anything = st.one_of(
     scalars,
-    st.lists(st.one_of(st.none(), st.text(max_size=8), st.integers(), st.sampled_from(["berlin", " paris "])),
-             max_size=4),
+    st.lists(
+        st.one_of(st.none(), st.text(max_size=8), st.integers(), st.sampled_from(["berlin", " paris "])), max_size=4
+    ),
     st.tuples(st.text(max_size=6), st.integers()),
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
     st.frozensets(st.text(max_size=4), max_size=3),
@@ -271,7 +317,8 @@ anything = st.one_of(
     data=anything | st.sampled_from(["sensors", "weather"]),
     where=anything | selectors().map(lambda s: s[0]) | near_valid | st.builds(Selector),
     gpus=anything | st.integers(0, 4),
-    sites=anything | st.lists(st.sampled_from(["berlin", "paris", "boston", " tokyo", ""]), max_size=3)
+    sites=anything
+    | st.lists(st.sampled_from(["berlin", "paris", "boston", " tokyo", ""]), max_size=3)
     | st.sampled_from(["berlin,paris", " , ", "tokyo"]),
     all_=anything,
 )
@@ -290,8 +337,11 @@ def test_request_build_returns_a_request_or_raises_value_error(data, where, gpus
     assert request.data is None or (isinstance(request.data, str) and request.data)
     assert isinstance(request.where, Selector)
     assert isinstance(request.gpus, int) and not isinstance(request.gpus, bool) and request.gpus >= 0
-    assert request.sites is None or (isinstance(request.sites, tuple) and request.sites
-                                     and all(isinstance(s, str) and s and s == s.strip() for s in request.sites))
+    assert request.sites is None or (
+        isinstance(request.sites, tuple)
+        and request.sites
+        and all(isinstance(s, str) and s and s == s.strip() for s in request.sites)
+    )
     assert isinstance(request.all, bool)
     assert Request.from_dict(request.to_dict()) == request
     assert isinstance(request.describe(), str) and isinstance(request.has_target, bool)
@@ -381,15 +431,50 @@ def run_magic(shell, call: Callable[[], object]) -> Outcome:
 def quoted(values: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     """A value as it may be typed: bare, shell-quoted, or in stray quotes."""
     return st.tuples(values, st.sampled_from(["bare", "bare", "quote", "quote", "single", "double"])).map(
-        lambda t: {"bare": t[0], "quote": shlex.quote(t[0]), "single": f"'{t[0]}'",
-                   "double": f'"{t[0]}"'}[t[1]])
+        lambda t: {"bare": t[0], "quote": shlex.quote(t[0]), "single": f"'{t[0]}'", "double": f'"{t[0]}"'}[t[1]]
+    )
 
 
-noise = st.sampled_from(["", "--", "-", "-1", "0", "nan", "inf", "-inf", "1e400", "1e-400", "é", "x y", "\\",
-                         "'", '"', "--all", "１", "٣", "0x10", "1_0", " "]) | st.text(max_size=6)
+noise = st.sampled_from(
+    [
+        "",
+        "--",
+        "-",
+        "-1",
+        "0",
+        "nan",
+        "inf",
+        "-inf",
+        "1e400",
+        "1e-400",
+        "é",
+        "x y",
+        "\\",
+        "'",
+        '"',
+        "--all",
+        "１",
+        "٣",
+        "0x10",
+        "1_0",
+        " ",
+    ]
+) | st.text(max_size=6)
 SITES = ["berlin", "paris", "boston", "tokyo", "nowhere", "", " "]
-real_selectors = st.sampled_from(["region=eu", "region in (us, ap)", "tier!=store", "!tier", "gpu", "region=mars",
-                                  "region notin (eu)", "tier", "region=", "region in (eu"])
+real_selectors = st.sampled_from(
+    [
+        "region=eu",
+        "region in (us, ap)",
+        "tier!=store",
+        "!tier",
+        "gpu",
+        "region=mars",
+        "region notin (eu)",
+        "tier",
+        "region=",
+        "region in (eu",
+    ]
+)
 PUSH = ["fz_value", "fz_missing", "In", "_", "site", "dataset", "get_ipython", "exit", "__builtins__"]
 
 
@@ -422,8 +507,27 @@ OTHERS = [
     option("--memory", st.sampled_from(["512MiB", "1GB", "5MiB", "1e400", "nan", "x", "-1", "10", "1e400kB"])),
     option("--pull"),
 ]
-JUNK = st.sampled_from(["--", "-", "--dta", "--no", "--n", "-x", "--where=", "--all=1", "--gpus=1", "-o=x",
-                        "-ofz_res", "--help", "-h", "é", "'", '"', "\\"]) | st.text(max_size=5)
+JUNK = st.sampled_from(
+    [
+        "--",
+        "-",
+        "--dta",
+        "--no",
+        "--n",
+        "-x",
+        "--where=",
+        "--all=1",
+        "--gpus=1",
+        "-o=x",
+        "-ofz_res",
+        "--help",
+        "-h",
+        "é",
+        "'",
+        '"',
+        "\\",
+    ]
+) | st.text(max_size=5)
 TIMEOUTS = st.sampled_from(["0", "-1", "nan", "inf", "1e-9", "0.001", "1e308", "abc", "", "90s", "5", "1e400"])
 
 
@@ -431,12 +535,26 @@ TIMEOUTS = st.sampled_from(["0", "-1", "nan", "inf", "1e-9", "0.001", "1e308", "
 GOOD_TARGETS = [
     st.sampled_from(["--data sensors", "--data weather", "--all", "--gpus 1", "--gpus 2", "--gpus 0"]),
     st.sampled_from(["region=eu", "region in (us, ap)", "tier!=store", "!tier", "region notin (eu)", "tier"]).map(
-        lambda w: f"--where {shlex.quote(w)}"),
+        lambda w: f"--where {shlex.quote(w)}"
+    ),
     st.lists(st.sampled_from(SITES[:4]), min_size=1, max_size=4, unique=True).map(
-        lambda names: "--sites " + ",".join(names)),
+        lambda names: "--sites " + ",".join(names)
+    ),
 ]
-GOOD_OTHERS = st.sampled_from(["--retries 0", "--retries 2", "-o fz_res", "--out fz_other", "--noblock",
-                               "--push fz_value", "--push fz_value,In", "--no-push", "--fresh", "--timeout 10"])
+GOOD_OTHERS = st.sampled_from(
+    [
+        "--retries 0",
+        "--retries 2",
+        "-o fz_res",
+        "--out fz_other",
+        "--noblock",
+        "--push fz_value",
+        "--push fz_value,In",
+        "--no-push",
+        "--fresh",
+        "--timeout 10",
+    ]
+)
 
 
 @st.composite
@@ -524,12 +642,19 @@ def line_commands(draw) -> str:
     if command == "config":
         rest = draw(st.lists(st.one_of(option("--timeout", TIMEOUTS), OTHERS[0], JUNK), max_size=3))
     elif command == "run":
-        rest = draw(st.lists(st.one_of(st.sampled_from(TARGETS).flatmap(lambda s: s),
-                                       st.sampled_from(OTHERS[:3] + OTHERS[7:]).flatmap(lambda s: s),
-                                       option("--timeout", TIMEOUTS), JUNK), max_size=4))
+        rest = draw(
+            st.lists(
+                st.one_of(
+                    st.sampled_from(TARGETS).flatmap(lambda s: s),
+                    st.sampled_from(OTHERS[:3] + OTHERS[7:]).flatmap(lambda s: s),
+                    option("--timeout", TIMEOUTS),
+                    JUNK,
+                ),
+                max_size=4,
+            )
+        )
         if draw(st.booleans()):
-            rest += ["--", *draw(st.lists(st.sampled_from(["ls", "-l", "echo", "'hi there'", "--", "é"]),
-                                          max_size=3))]
+            rest += ["--", *draw(st.lists(st.sampled_from(["ls", "-l", "echo", "'hi there'", "--", "é"]), max_size=3))]
     else:
         rest = draw(st.lists(JUNK | noise, max_size=3))
     if draw(st.integers(0, 4)) == 0:
@@ -579,8 +704,12 @@ def test_line_magic_commands(ip, line):
 def test_show_of_any_job_id(ip, data):
     # An id the fleet does not know costs the 2 s that Fleet.job waits for a job to register.
     ran = sorted(edge_magics(ip).results)
-    job = data.draw(st.one_of(st.sampled_from(ran or ["nosuchjob"]), st.sampled_from(["", "nosuchjob", "'", "a b"]),
-                              st.text(max_size=8)), label="job")
+    job = data.draw(
+        st.one_of(
+            st.sampled_from(ran or ["nosuchjob"]), st.sampled_from(["", "nosuchjob", "'", "a b"]), st.text(max_size=8)
+        ),
+        label="job",
+    )
     outcome = check_line(ip, f"show {job}")
     if job in ran:
         assert outcome.kind == "ok", (job, outcome.error)

@@ -86,6 +86,7 @@ def test_gpu_execution_sees_only_its_gpu(tmp_path):
 
         def visible(site):
             import os
+
             return os.environ["CUDA_VISIBLE_DEVICES"], [g["index"] for g in site.gpus]
 
         res = fleet.run(visible, gpus=1, timeout=60)

@@ -38,8 +38,9 @@ def test_the_models_jest_suite_passes():
         if os.environ.get("JUPYTER_EDGE_REQUIRE_BROWSER") == "1":
             pytest.fail("npm and labextension/node_modules are needed (pip install -e . installs them)")
         pytest.skip("needs npm and labextension/node_modules (an editable install makes them)")
-    done = subprocess.run([npm, "test", "--silent", "--", "--ci"], cwd=LABEXTENSION, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [npm, "test", "--silent", "--", "--ci"], cwd=LABEXTENSION, capture_output=True, text=True, timeout=300
+    )
     summary = [ln for ln in done.stderr.splitlines() if ln.startswith("Tests:")]
     assert done.returncode == 0, f"jest failed:\n{done.stderr[-4000:]}"
     assert summary and "failed" not in summary[0], f"unexpected jest summary: {summary}"

@@ -59,8 +59,11 @@ def test_a_thousand_lines_from_each_of_eight_sites_arrive_whole(eight_sites, ips
         ipshell.run_line_magic("edge", f"connect {eight_sites.address}")
     try:
         with capture_output() as out:
-            ipshell.run_cell_magic("edge", "--all --timeout 180",
-                                   "for i in range(1000):\n    print('edge-line', i, 'payload-0123456789abcdef')")
+            ipshell.run_cell_magic(
+                "edge",
+                "--all --timeout 180",
+                "for i in range(1000):\n    print('edge-line', i, 'payload-0123456789abcdef')",
+            )
     finally:
         with capture_output():
             ipshell.run_line_magic("edge", "disconnect")

@@ -39,13 +39,16 @@ def test_usage_and_bad_input_are_usage_errors(ip):
         ip.run_cell_magic("edge", "--dta sensors", "1")
     with pytest.raises(UsageError, match="did you mean 'sensors'"):
         ip.run_cell_magic("edge", "--data sensros", "1")
-    with pytest.raises(UsageError, match="invalid syntax|was never closed"):
+    with pytest.raises(UsageError, match=r"invalid syntax|was never closed"):
         ip.run_cell_magic("edge", "--all", "print((")
 
 
 def test_outputs_are_labelled_and_values_shown(ip):
-    out = cell(ip, "--data sensors --where region=eu -o res",
-               "df = dataset.read_parquet()\nprint('rows', len(df))\nfloat(df.value.max())")
+    out = cell(
+        ip,
+        "--data sensors --where region=eu -o res",
+        "df = dataset.read_parquet()\nprint('rows', len(df))\nfloat(df.value.max())",
+    )
     assert "[stdout:berlin] rows 50\n" in out.stdout and "[stdout:paris] rows 50\n" in out.stdout
     assert values(out) == ["Out[berlin]: 49.0", "Out[paris]: 49.0"]
     assert out.outputs[0].metadata == {"jupyter_edge": {"site": "berlin"}}
@@ -102,9 +105,9 @@ def test_state_is_kept_per_notebook_until_fresh_or_reset(ip):
 
 def test_failures_are_shown_then_raised_and_results_kept(ip):
     source = "if site.name == 'paris':\n    raise ValueError('paris is down')\nsite.name.upper()"
-    with capture_output() as out:
-        with pytest.raises(EdgeCellError, match=r"\[paris\] failed: ValueError: paris is down"):
-            ip.run_cell_magic("edge", "--where region=eu -o partial", source)
+    failed = pytest.raises(EdgeCellError, match=r"\[paris\] failed: ValueError: paris is down")
+    with capture_output() as out, failed:
+        ip.run_cell_magic("edge", "--where region=eu -o partial", source)
     assert "[failed:paris] Traceback" in out.stderr and "raise ValueError('paris is down')" in out.stderr
     assert values(out) == ["Out[berlin]: 'BERLIN'"]
     assert "1 ok, 1 failed" in out.stdout
@@ -118,20 +121,31 @@ def test_timeout_from_the_cell_and_from_config(ip, tmp_path):
     ip.user_ns["marker"] = str(marker)
     started = time.monotonic()
     with pytest.raises(EdgeCellError, match="timed-out"):
-        cell(ip, "--sites tokyo,paris --timeout 1 -o slow",
-             "import time\ntime.sleep(6)\nopen(marker + site.name, 'w').close()")
+        cell(
+            ip,
+            "--sites tokyo,paris --timeout 1 -o slow",
+            "import time\ntime.sleep(6)\nopen(marker + site.name, 'w').close()",
+        )
     assert time.monotonic() - started < 5, "a 1 s timeout must end the cell in a few seconds"
     assert {s: ex.state for s, ex in ip.user_ns["slow"].executions.items()} == {
-        "tokyo": State.TIMED_OUT, "paris": State.TIMED_OUT}
+        "tokyo": State.TIMED_OUT,
+        "paris": State.TIMED_OUT,
+    }
     time.sleep(max(0.0, started + 7.5 - time.monotonic()))
     assert not list(tmp_path.glob("written-after-the-sleep*")), "the stopped cell went on and wrote its file"
+    magics = ip.magics_manager.registry["EdgeMagics"]
+    before = dict(magics.defaults)
     with capture_output():
         ip.run_line_magic("edge", "config --timeout 1")
     try:
+        assert magics.defaults["timeout"] == 1
         with pytest.raises(EdgeCellError, match="timed-out"):
             cell(ip, "--sites tokyo", "import time\ntime.sleep(20)")
     finally:
-        ip.run_line_magic("edge", "config --timeout 600")
+        # What it was (no timeout), not some other value: later tests see this shell's defaults.
+        magics.defaults.clear()
+        magics.defaults.update(before)
+    assert before["timeout"] is None, f"the shell started this test with a cell timeout: {before}"
 
 
 def test_jobs_show_and_noblock(ip):
@@ -177,10 +191,12 @@ def test_rich_output_and_figures_come_back_marked_with_their_site(ip):
 
 
 def test_output_of_c_code_and_threads_is_labelled(ip):
-    source = ("import os, threading\n"
-              "os.write(1, b'from C level\\n')\n"
-              "t = threading.Thread(target=lambda: print('from a thread'))\n"
-              "t.start(); t.join()\n")
+    source = (
+        "import os, threading\n"
+        "os.write(1, b'from C level\\n')\n"
+        "t = threading.Thread(target=lambda: print('from a thread'))\n"
+        "t.start(); t.join()\n"
+    )
     out = cell(ip, "--sites berlin,paris", source)
     for site in ("berlin", "paris"):
         assert f"[stdout:{site}] from C level\n" in out.stdout

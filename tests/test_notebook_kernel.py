@@ -37,13 +37,18 @@ def test_notebook_outputs_are_labelled_rich_and_in_the_cell_that_asked(cli_fleet
     monkeypatch.setenv("JUPYTER_EDGE_SCHEDULER", json.loads(address)["address"])
     nb = notebook(
         ("%load_ext jupyter_edge\n%edge connect", ()),
-        ("%%edge --data sensors -o res\nframe = dataset.read_parquet()\nprint('rows at', site.name, len(frame))\n"
-         "frame.head(2)", ()),
+        (
+            "%%edge --data sensors -o res\nframe = dataset.read_parquet()\nprint('rows at', site.name, len(frame))\n"
+            "frame.head(2)",
+            (),
+        ),
         ("%%edge --sites boston\nimport matplotlib.pyplot as plt\nplt.bar([1, 2], [3, 4])", ()),
-        ("%%edge --where region=eu\nif site.name == 'paris':\n    raise ValueError('paris sensor bus down')\n"
-         "site.name", ("raises-exception",)),
-        ("%%edge --sites berlin --noblock -o later\nimport time\ntime.sleep(2)\nprint('late line from berlin')",
-         ()),
+        (
+            "%%edge --where region=eu\nif site.name == 'paris':\n    raise ValueError('paris sensor bus down')\n"
+            "site.name",
+            ("raises-exception",),
+        ),
+        ("%%edge --sites berlin --noblock -o later\nimport time\ntime.sleep(2)\nprint('late line from berlin')", ()),
         ("import time\ntime.sleep(5)\nprint('the next cell')", ()),
         ("sorted(res.to_frame().site.unique())", ()),
     )
@@ -62,8 +67,9 @@ def test_notebook_outputs_are_labelled_rich_and_in_the_cell_that_asked(cli_fleet
     assert summary[0].data["text/html"].count(">done<") == 3, "the progress view ends as a static summary"
     for cell in nb.cells:
         for output in cell.outputs:
-            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), \
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), (
                 "a saved notebook must hold no dead widget"
+            )
     assert sorted(o.metadata["jupyter_edge"]["site"] for o in html) == ["berlin", "boston", "paris"]
     assert "3 ok" in text and "stayed at the sites" in text
 
@@ -78,8 +84,9 @@ def test_notebook_outputs_are_labelled_rich_and_in_the_cell_that_asked(cli_fleet
     assert "1 ok, 1 failed" in streams(failing)
 
     shown = "".join(o.data.get("text/plain", "") for o in noblock.outputs if o.output_type == "display_data")
-    assert "[stdout:berlin] late line from berlin" in shown, \
+    assert "[stdout:berlin] late line from berlin" in shown, (
         "a --noblock job's late output must land in the cell that started it"
+    )
     assert "late line" not in str(nextcell.outputs) and "the next cell" in streams(nextcell)
     assert frame.outputs[0].data["text/plain"] == "['berlin', 'boston', 'paris']"
 
@@ -93,8 +100,11 @@ def test_an_embedded_demo_keeps_dask_and_s3_logs_out_of_the_cell():
     try:
         outputs, status = run_in_kernel(kc, "%load_ext jupyter_edge\n%edge connect --demo")
         assert status == "ok" and "site(s)" in stream_text(outputs), outputs
-        logged = [line for line in stream_text(outputs, "stderr").splitlines()
-                  if " - INFO - " in line or ' HTTP/1.1" ' in line]
+        logged = [
+            line
+            for line in stream_text(outputs, "stderr").splitlines()
+            if " - INFO - " in line or ' HTTP/1.1" ' in line
+        ]
         assert not logged, f"expected no log lines in the cell; it shows {len(logged)}, e.g. {logged[:3]}"
         outputs, status = run_in_kernel(kc, "%%edge --data archive\nprint(sorted(dataset.files()))")
         assert status == "ok" and "2024.csv" in stream_text(outputs), "the embedded demo's S3 dataset is unreadable"
@@ -112,13 +122,17 @@ def test_kernel_interrupt_stops_every_site_and_the_next_cell_runs(tmp_path):
         assert status == "ok"
         run_in_kernel(kc, "%%edge --where region=eu\nkept = site.name")
         marker = tmp_path / "after-the-loop"
-        msg_id = kc.execute(f"%%edge --where region=eu -o stopped\nwhile True:\n    pass\n"
-                            f"open({str(marker)!r} + site.name, 'w')")
+        msg_id = kc.execute(
+            f"%%edge --where region=eu -o stopped\nwhile True:\n    pass\nopen({str(marker)!r} + site.name, 'w')"
+        )
         deadline = time.monotonic() + 30
         while True:  # wait until the cell is running at the sites
             msg = kc.get_iopub_msg(timeout=30)
-            if msg["msg_type"] == "status" and msg["parent_header"].get("msg_id") == msg_id \
-                    and msg["content"]["execution_state"] == "busy":
+            if (
+                msg["msg_type"] == "status"
+                and msg["parent_header"].get("msg_id") == msg_id
+                and msg["content"]["execution_state"] == "busy"
+            ):
                 break
             assert time.monotonic() < deadline
         time.sleep(2)

@@ -11,8 +11,15 @@ from jupyter_edge.placement import Placement, PlacementError, Request, Target, p
 from jupyter_edge.selector import Selector, SelectorError
 
 
-def site(name: str, *, labels: dict[str, str] | None = None, data: dict[str, str] | None = None,
-         gpus: int = 0, state: str = "running", running: int = 0) -> Site:
+def site(
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    data: dict[str, str] | None = None,
+    gpus: int = 0,
+    state: str = "running",
+    running: int = 0,
+) -> Site:
     """A site; ``data`` maps dataset -> the shard this site holds."""
     return Site(
         name=name,
@@ -67,7 +74,7 @@ def test_no_target_is_an_error_explaining_how_to_name_one():
 
 
 def test_no_target_even_on_an_empty_fleet():
-    with pytest.raises(PlacementError, match="^no target: "):
+    with pytest.raises(PlacementError, match=r"^no target: "):
         place(Request.build(), Catalog())
 
 
@@ -147,8 +154,9 @@ def test_data_exclude_picks_another_replica():
 
 
 def test_data_unknown_dataset_suggests_close_match_and_lists_known():
-    with pytest.raises(PlacementError, match=re.escape(
-            "no dataset named 'sensros'; did you mean 'sensors'? known: logs, sensors")):
+    with pytest.raises(
+        PlacementError, match=re.escape("no dataset named 'sensros'; did you mean 'sensors'? known: logs, sensors")
+    ):
         run(fleet(), data="sensros")
 
 
@@ -186,7 +194,9 @@ def test_data_with_where_no_shard_remains_lists_each_rejection():
 
 def test_data_rejection_says_missing_key():
     cat = catalog(site("a", data={"d": "s1"}), site("b", labels={"zone": "x"}, data={"d": "s1"}))
-    with pytest.raises(PlacementError, match=re.escape("2 sites hold 'd', none matches zone=y: a (no zone), b (zone=x)")):
+    with pytest.raises(
+        PlacementError, match=re.escape("2 sites hold 'd', none matches zone=y: a (no zone), b (zone=x)")
+    ):
         run(cat, data="d", where="zone=y")
 
 
@@ -198,8 +208,9 @@ def test_data_rejection_one_holder_grammar():
 
 def test_data_all_excluded_says_so():
     cat = catalog(site("a", data={"d": "s1"}), site("b", data={"d": "s2"}))
-    with pytest.raises(PlacementError, match=re.escape(
-            "2 sites hold 'd', none matches the request: a (excluded), b (excluded)")):
+    with pytest.raises(
+        PlacementError, match=re.escape("2 sites hold 'd', none matches the request: a (excluded), b (excluded)")
+    ):
         run(cat, data="d", exclude=["a", "b"])
 
 
@@ -229,8 +240,10 @@ def test_data_restricted_to_a_shard_nobody_holds():
 def test_data_retry_of_a_lost_shard_with_no_other_replica():
     # the retry excludes the replica that failed; s2's only running holder is paris
     request = Request(data="sensors", shards=("s2",))
-    with pytest.raises(PlacementError, match=re.escape(
-            "2 sites hold 'sensors', none matches the request: lisbon (state stopped), paris (excluded)")):
+    with pytest.raises(
+        PlacementError,
+        match=re.escape("2 sites hold 'sensors', none matches the request: lisbon (state stopped), paris (excluded)"),
+    ):
         place(request, fleet(), exclude=["paris"])
 
 
@@ -253,8 +266,10 @@ def test_named_sites_from_comma_string():
 
 
 def test_named_site_unknown_suggests_close_match():
-    with pytest.raises(PlacementError, match=re.escape(
-            "no site named 'berlim'; did you mean 'berlin'? known: berlin, lisbon, munich, oslo, paris")):
+    with pytest.raises(
+        PlacementError,
+        match=re.escape("no site named 'berlim'; did you mean 'berlin'? known: berlin, lisbon, munich, oslo, paris"),
+    ):
         run(fleet(), sites=["berlim"])
 
 
@@ -306,8 +321,9 @@ def test_named_site_without_the_dataset():
 
 
 def test_named_site_with_unknown_dataset():
-    with pytest.raises(PlacementError, match=re.escape(
-            "no dataset named 'lgs'; did you mean 'logs'? known: logs, sensors")):
+    with pytest.raises(
+        PlacementError, match=re.escape("no dataset named 'lgs'; did you mean 'logs'? known: logs, sensors")
+    ):
         run(fleet(), sites=["paris"], data="lgs")
 
 
@@ -346,8 +362,9 @@ def test_all_on_empty_fleet():
 
 def test_all_with_every_site_down():
     cat = catalog(site("a", state="stopped"), site("b", state="closing"))
-    with pytest.raises(PlacementError, match=re.escape(
-            "no site matches the request: a (state stopped), b (state closing)")):
+    with pytest.raises(
+        PlacementError, match=re.escape("no site matches the request: a (state stopped), b (state closing)")
+    ):
         run(cat, all=True)
 
 
@@ -405,8 +422,9 @@ def test_gpus_too_many():
 def test_gpus_and_where():
     cat = catalog(site("a", labels={"region": "eu"}, gpus=1), site("b", labels={"region": "us"}, gpus=2))
     assert names(run(cat, gpus=1, where="region=eu")) == ["a"]
-    with pytest.raises(PlacementError, match=re.escape(
-            "no site matches region=eu and 2 GPUs: a (1 GPU), b (region=us)")):
+    with pytest.raises(
+        PlacementError, match=re.escape("no site matches region=eu and 2 GPUs: a (1 GPU), b (region=us)")
+    ):
         run(cat, gpus=2, where="region=eu")
 
 
@@ -448,8 +466,11 @@ def test_rejection_list_of_exactly_eight_is_not_truncated():
 
 def test_long_dataset_rejection_lists_are_truncated():
     cat = catalog(*(site(f"s{i:02d}", labels={"region": "eu"}, data={"d": f"p{i % 3}"}) for i in range(10)))
-    with pytest.raises(PlacementError, match=r"^10 sites hold 'd', none matches region=us: s00 \(region=eu\), .*"
-                                             r"s07 \(region=eu\), and 2 more$"):
+    with pytest.raises(
+        PlacementError,
+        match=r"^10 sites hold 'd', none matches region=us: s00 \(region=eu\), .*"
+        r"s07 \(region=eu\), and 2 more$",
+    ):
         run(cat, data="d", where="region=us")
 
 

@@ -25,14 +25,22 @@ def guarded(tmp_path_factory):
     paris: no arbitrary cells (container images only)."""
     root = tmp_path_factory.mktemp("guarded")
     sites = []
-    for name, rules in (("berlin", {"datasets": {"sensors": ["ana"]}, "result-limit": "1kB",
-                                    "output-images": False}),
-                        ("paris", {"cells": False, "images": ["edge-python:3.11"]})):
+    for name, rules in (
+        ("berlin", {"datasets": {"sensors": ["ana"]}, "result-limit": "1kB", "output-images": False}),
+        ("paris", {"cells": False, "images": ["edge-python:3.11"]}),
+    ):
         folder = root / name / "sensors"
         folder.mkdir(parents=True)
         (folder / "readings.csv").write_text("value\n1\n2\n")
-        sites.append(SiteSpec(name, {"region": "eu"}, datasets=[DatasetDeclaration("sensors", str(folder), name)],
-                              policy=Policy.from_dict(rules), audit_log=str(root / f"audit-{name}.jsonl")))
+        sites.append(
+            SiteSpec(
+                name,
+                {"region": "eu"},
+                datasets=[DatasetDeclaration("sensors", str(folder), name)],
+                policy=Policy.from_dict(rules),
+                audit_log=str(root / f"audit-{name}.jsonl"),
+            )
+        )
     cluster = local_cluster(sites)
     clients = {}
     for owner in ("ana", "eve"):
@@ -58,8 +66,10 @@ def test_a_dataset_is_refused_to_an_owner_the_policy_does_not_name(guarded, tmp_
 
 def test_cells_are_refused_where_only_images_may_run(guarded):
     refused = guarded["ana"].run_cell("1 + 1", sites=["paris"], timeout=60)
-    assert "rule cells: this site runs no arbitrary cells, only container images (edge-python:3.11)" in \
-        refused.errors["paris"].args[2]
+    assert (
+        "rule cells: this site runs no arbitrary cells, only container images (edge-python:3.11)"
+        in refused.errors["paris"].args[2]
+    )
     function = guarded["ana"].run(lambda: 1, sites=["paris"], timeout=60)
     assert "rule cells" in function.errors["paris"].args[2]
 
@@ -74,9 +84,7 @@ def test_a_result_over_the_sites_cap_is_not_sent(guarded):
 
 
 def test_images_stay_at_the_site_when_the_policy_says_so(guarded):
-    cell = ("class Picture:\n"
-            "    def _repr_png_(self): return b'\\x89PNG\\r\\n\\x1a\\n' + b'0' * 64\n"
-            "display(Picture())")
+    cell = "class Picture:\n    def _repr_png_(self): return b'\\x89PNG\\r\\n\\x1a\\n' + b'0' * 64\ndisplay(Picture())"
     result = guarded["ana"].run_cell(cell, sites=["berlin"], timeout=60)
     displays = [o for o in result.outputs["berlin"] if o.get("name") == "display"]
     assert displays, result.outputs["berlin"]
@@ -85,9 +93,11 @@ def test_images_stay_at_the_site_when_the_policy_says_so(guarded):
 
 
 def test_every_execution_is_in_its_sites_audit_log(guarded):
-    jobs = [guarded["ana"].run_cell("21 * 2", sites=["berlin"], timeout=60),
-            guarded["eve"].run_cell("len(dataset.files())", data="sensors", sites=["berlin"], timeout=60),
-            guarded["ana"].run_cell("1", sites=["paris"], timeout=60)]
+    jobs = [
+        guarded["ana"].run_cell("21 * 2", sites=["berlin"], timeout=60),
+        guarded["eve"].run_cell("len(dataset.files())", data="sensors", sites=["berlin"], timeout=60),
+        guarded["ana"].run_cell("1", sites=["paris"], timeout=60),
+    ]
     for result in jobs:
         for site, execution in result.executions.items():
             entries = [e for e in read(guarded["root"] / f"audit-{site}.jsonl") if e["job"] == result.job]
@@ -97,20 +107,32 @@ def test_every_execution_is_in_its_sites_audit_log(guarded):
             assert entry["bytes_returned"] == execution.bytes_returned
             assert len(entry["cell_hash"]) == 64 and entry["kind"] == "cell"
     assert read(guarded["root"] / "audit-berlin.jsonl")[-2]["refused"] is None
-    eve = [e for e in read(guarded["root"] / "audit-berlin.jsonl") if e["job"] == jobs[1].job][0]
+    eve = next(e for e in read(guarded["root"] / "audit-berlin.jsonl") if e["job"] == jobs[1].job)
     assert eve["owner"] == "eve" and eve["refused"] == "datasets.sensors" and eve["dataset"] == "sensors"
-    table = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "audit",
-                            str(guarded["root"] / "audit-berlin.jsonl")], capture_output=True, text=True, timeout=60)
+    table = subprocess.run(
+        [sys.executable, "-m", "jupyter_edge.cli", "audit", str(guarded["root"] / "audit-berlin.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert table.returncode == 0 and jobs[1].job in table.stdout and "datasets.sensors" in table.stdout, table.stdout
 
 
 def test_a_bad_policy_is_a_clear_error(tmp_path):
-    for rules, expected in (({"datasets": ["ana"]}, "datasets: a mapping"), ({"cels": False}, "unknown policy rule"),
-                            ({"result-limit": "lots"}, "result-limit: a size"), ({"cells": "no"}, "cells: true or false")):
+    for rules, expected in (
+        ({"datasets": ["ana"]}, "datasets: a mapping"),
+        ({"cels": False}, "unknown policy rule"),
+        ({"result-limit": "lots"}, "result-limit: a size"),
+        ({"cells": "no"}, "cells: true or false"),
+    ):
         with pytest.raises(PolicyError, match=expected):
             Policy.from_dict(rules)
     bad = tmp_path / "policy.yaml"
     bad.write_text("cels: false\n")
-    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x",
-                           "--policy", str(bad)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x", "--policy", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "unknown policy rule(s) cels" in done.stderr, done.stderr

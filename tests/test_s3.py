@@ -32,14 +32,21 @@ def test_s3_dataset_read_at_the_site(cli_fleet, s3_endpoint):
     uploader.mkdir("edge-logs")
     for day in (1, 2):
         with uploader.open(f"edge-logs/berlin/day{day}.csv", "w") as f:
-            pd.DataFrame({"level": ["INFO", "ERROR", "ERROR"][:day + 1]}).to_csv(f, index=False)
+            pd.DataFrame({"level": ["INFO", "ERROR", "ERROR"][: day + 1]}).to_csv(f, index=False)
 
     fleet_procs = cli_fleet()
-    fleet_procs.add_site("berlin", "--label", "region=eu", "--dataset", "logs=s3://edge-logs/berlin/", env={
-        "AWS_ACCESS_KEY_ID": SITE_KEY,
-        "AWS_SECRET_ACCESS_KEY": SITE_SECRET,
-        "DASK_EDGE__STORAGE_OPTIONS": repr({"s3": {"endpoint_url": s3_endpoint}}),
-    })
+    fleet_procs.add_site(
+        "berlin",
+        "--label",
+        "region=eu",
+        "--dataset",
+        "logs=s3://edge-logs/berlin/",
+        env={
+            "AWS_ACCESS_KEY_ID": SITE_KEY,
+            "AWS_SECRET_ACCESS_KEY": SITE_SECRET,
+            "DASK_EDGE__STORAGE_OPTIONS": repr({"s3": {"endpoint_url": s3_endpoint}}),
+        },
+    )
     fleet = fleet_procs.connect(1)
     with fleet:
         info = fleet.datasets()["logs"]
@@ -56,8 +63,11 @@ def test_s3_dataset_read_at_the_site(cli_fleet, s3_endpoint):
         assert res.ok, res.errors
         assert res["berlin"] == (3, ["day1.csv", "day2.csv"], True)  # 1 + 2 ERROR rows
 
-        seen_by_notebook = json.dumps(fleet.catalog().to_dict()) + json.dumps(
-            [j.to_dict(outputs=True) for j in fleet.jobs()]) + repr(dict(res))
+        seen_by_notebook = (
+            json.dumps(fleet.catalog().to_dict())
+            + json.dumps([j.to_dict(outputs=True) for j in fleet.jobs()])
+            + repr(dict(res))
+        )
         assert SITE_SECRET not in seen_by_notebook and SITE_KEY not in seen_by_notebook
         assert s3_endpoint not in seen_by_notebook, "storage options stay at the site"
         assert SITE_SECRET not in os.environ.values()

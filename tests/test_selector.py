@@ -196,8 +196,9 @@ def test_selector_error_is_a_value_error():
         Selector.parse("a in (")
 
 
-@pytest.mark.parametrize("value, type_name", [(5, "int"), (1.5, "float"), (b"a=b", "bytes"), (["a=b"], "list"),
-                                              ({"a": "b"}, "dict")])
+@pytest.mark.parametrize(
+    "value, type_name", [(5, "int"), (1.5, "float"), (b"a=b", "bytes"), (["a=b"], "list"), ({"a": "b"}, "dict")]
+)
 def test_non_string_selector_is_rejected(value, type_name):
     with pytest.raises(SelectorError, match=rf"a selector is a string like 'region=eu', not {type_name}$"):
         Selector.parse(value)
@@ -216,8 +217,10 @@ def test_non_string_selector_is_rejected(value, type_name):
         ("tier notin (a)", "tier notin (a)"),
         ("gpu", "gpu"),
         ("! draining", "!draining"),
-        ("region=eu, tier in (factory,store), !draining, gpu, zone notin (x,y)",
-         "region=eu,tier in (factory,store),!draining,gpu,zone notin (x,y)"),
+        (
+            "region=eu, tier in (factory,store), !draining, gpu, zone notin (x,y)",
+            "region=eu,tier in (factory,store),!draining,gpu,zone notin (x,y)",
+        ),
     ],
 )
 def test_str_is_canonical_and_round_trips(text, canonical):
@@ -259,8 +262,21 @@ def test_parse_label(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["region", "region=", "=eu", "=", "", "region=eu=x", "region=e u", "re gion=eu", "-region=eu",
-     "region=-eu", "region=eu,tier=x", "region=(eu)", "region!=eu"],
+    [
+        "region",
+        "region=",
+        "=eu",
+        "=",
+        "",
+        "region=eu=x",
+        "region=e u",
+        "re gion=eu",
+        "-region=eu",
+        "region=-eu",
+        "region=eu,tier=x",
+        "region=(eu)",
+        "region!=eu",
+    ],
 )
 def test_bad_labels(text):
     with pytest.raises(SelectorError, match=re.escape(f"bad label {text!r}: expected KEY=VALUE, e.g. region=eu")):

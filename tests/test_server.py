@@ -3,6 +3,7 @@ with authentication on, against a real fleet."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -20,9 +21,13 @@ def jp_server_config(fleet):
     # allow_unauthenticated_access=False: jupyter_server then warns (an error
     # here, with filterwarnings=error) about any route without an auth rule.
     # (jupyter_server_terminals has such a route of its own: it is left out here.)
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_edge": True, "jupyter_server_terminals": False},
-                          "allow_unauthenticated_access": False},
-            "JupyterEdge": {"scheduler_address": fleet.address}}
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_edge": True, "jupyter_server_terminals": False},
+            "allow_unauthenticated_access": False,
+        },
+        "JupyterEdge": {"scheduler_address": fleet.address},
+    }
 
 
 async def test_every_route_has_an_authentication_rule(jp_serverapp):
@@ -83,12 +88,17 @@ async def test_routes_need_authentication(jp_fetch, jp_http_port, jp_base_url):
     await get(jp_fetch, "fleet")  # the server is up
     client = tornado.httpclient.AsyncHTTPClient()
     for path in ("fleet", "datasets", "jobs", "connection"):
-        response = await client.fetch(f"http://localhost:{jp_http_port}{jp_base_url}jupyter-edge/api/{path}",
-                                      raise_error=False)
+        response = await client.fetch(
+            f"http://localhost:{jp_http_port}{jp_base_url}jupyter-edge/api/{path}", raise_error=False
+        )
         assert response.code == 403, f"{path} answered {response.code} without a token"
     for method, path, body in (("POST", "jobs/abcdef12/cancel", ""), ("PUT", "connection", '{"address": "tcp://x:1"}')):
-        response = await client.fetch(f"http://localhost:{jp_http_port}{jp_base_url}jupyter-edge/api/{path}",
-                                      method=method, body=body, raise_error=False)
+        response = await client.fetch(
+            f"http://localhost:{jp_http_port}{jp_base_url}jupyter-edge/api/{path}",
+            method=method,
+            body=body,
+            raise_error=False,
+        )
         assert response.code == 403, f"{method} {path} answered {response.code} without a token"
 
 
@@ -108,21 +118,32 @@ async def test_writes_from_a_browser_session_need_the_xsrf_token(jp_fetch, jp_ht
     url = f"{base}jupyter-edge/api/jobs/abcdef12/cancel"
     bare = await client.fetch(url, method="POST", body="", headers={"Cookie": jar}, raise_error=False)
     assert bare.code == 403 and b"_xsrf" in bare.body, (bare.code, bare.body[:200])
-    signed = await client.fetch(url, method="POST", body="", raise_error=False,
-                                headers={"Cookie": jar, "X-XSRFToken": cookies["_xsrf"]})
+    signed = await client.fetch(
+        url, method="POST", body="", raise_error=False, headers={"Cookie": jar, "X-XSRFToken": cookies["_xsrf"]}
+    )
     assert signed.code == 404, f"with its XSRF token the session reaches the route: {signed.code}"
 
 
 async def test_an_unreachable_scheduler_is_a_state_not_an_error(jp_fetch, fleet):
     started = time.monotonic()
-    changed = json.loads((await jp_fetch("jupyter-edge", "api", "connection", method="PUT",
-                                         body=json.dumps({"address": "tcp://127.0.0.1:9"}))).body)
+    changed = json.loads(
+        (
+            await jp_fetch(
+                "jupyter-edge", "api", "connection", method="PUT", body=json.dumps({"address": "tcp://127.0.0.1:9"})
+            )
+        ).body
+    )
     model = await get(jp_fetch, "fleet")
     assert time.monotonic() - started < 30, "an unreachable scheduler must answer in bounded time"
     assert changed["status"] == "unreachable" and changed["error"]
     assert model["connection"]["status"] == "unreachable" and model["sites"] == []
-    back = json.loads((await jp_fetch("jupyter-edge", "api", "connection", method="PUT",
-                                      body=json.dumps({"address": fleet.address}))).body)
+    back = json.loads(
+        (
+            await jp_fetch(
+                "jupyter-edge", "api", "connection", method="PUT", body=json.dumps({"address": fleet.address})
+            )
+        ).body
+    )
     assert back["status"] == "connected"
 
 
@@ -131,9 +152,8 @@ async def test_cancel_a_job_another_client_started(jp_fetch, fleet):
     deadline = time.monotonic() + 30
     while fleet.job(job.id).executions[0].state != "running":
         assert time.monotonic() < deadline, "the job never started running"
-        time.sleep(0.05)
-    answer = json.loads((await jp_fetch("jupyter-edge", "api", "jobs", job.id, "cancel", method="POST",
-                                        body="")).body)
+        await asyncio.sleep(0.05)  # the server runs on this loop
+    answer = json.loads((await jp_fetch("jupyter-edge", "api", "jobs", job.id, "cancel", method="POST", body="")).body)
     assert answer["cancelled"] == [f"{job.id}.0"]
     assert job.wait(20), "the job's own client did not see the cancel"
     assert job.executions[0].state == "cancelled"
@@ -186,5 +206,6 @@ async def test_a_kernels_fleet_is_announced_for_the_sidebar(jp_fetch, fleet, ips
     assert listed == [], "a disconnected kernel withdraws its announcement"
     (tmp_path / "jupyter-edge-fleet-999999999.json").write_text(json.dumps({"address": "tcp://x:1", "pid": 999999999}))
     listed = json.loads((await jp_fetch("jupyter-edge", "api", "connection")).body)["announced"]
-    assert listed == [] and not (tmp_path / "jupyter-edge-fleet-999999999.json").exists(), \
+    assert listed == [] and not (tmp_path / "jupyter-edge-fleet-999999999.json").exists(), (
         "a dead process's announcement is dropped"
+    )

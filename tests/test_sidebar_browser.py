@@ -37,9 +37,23 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     scheduler_file = root / "scheduler.json"
     log = open(root / "demo.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_edge.cli", "demo", "--port", "0", "--no-s3",
-                             "--data-dir", str(root / "data"), "--scheduler-file", str(scheduler_file)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_edge.cli",
+            "demo",
+            "--port",
+            "0",
+            "--no-s3",
+            "--data-dir",
+            str(root / "data"),
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while not scheduler_file.exists():
         assert proc.poll() is None, f"the demo exited: {(root / 'demo.log').read_text()}"
@@ -87,8 +101,9 @@ def test_sidebar_lists_sites_datasets_and_gpus(page, demo):
     # Grouped by region (the default), each group naming its label and count.
     groups = page.eval_on_selector_all(".jp-EdgeSites-group", "els => els.map(e => e.dataset.group)")
     assert groups == ["ap", "eu", "us"], f"expected region groups ap, eu, us; got {groups}"
-    eu = page.eval_on_selector_all(".jp-EdgeSites-group[data-group='eu'] .jp-EdgeSite",
-                                   "els => els.map(e => e.dataset.site)")
+    eu = page.eval_on_selector_all(
+        ".jp-EdgeSites-group[data-group='eu'] .jp-EdgeSite", "els => els.map(e => e.dataset.site)"
+    )
     assert eu == ["berlin", "paris"]
 
     # Dataset badges with sizes, as the catalog reports them.
@@ -127,9 +142,25 @@ def test_a_site_joining_and_leaving_shows_without_a_reload(page, demo, tmp_path)
     data = tmp_path / "lyon-sensors"
     data.mkdir()
     (data / "readings.csv").write_text("t,value\n0,1.5\n")
-    site = subprocess.Popen([sys.executable, "-m", "jupyter_edge.cli", "worker", demo.address, "--name", "lyon",
-                             "--host", "127.0.0.1", "--label", "region=eu", "--dataset", f"sensors={data}"],
-                            stdout=open(tmp_path / "lyon.log", "wb"), stderr=subprocess.STDOUT)
+    site = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_edge.cli",
+            "worker",
+            demo.address,
+            "--name",
+            "lyon",
+            "--host",
+            "127.0.0.1",
+            "--label",
+            "region=eu",
+            "--dataset",
+            f"sensors={data}",
+        ],
+        stdout=open(tmp_path / "lyon.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         page.wait_for_selector(".jp-EdgeSites-group[data-group='eu'] .jp-EdgeSite[data-site='lyon']", timeout=60_000)
         assert page.locator(".jp-EdgeSite[data-site='lyon'] .jp-EdgeBadge").inner_text().startswith("sensors")
@@ -143,8 +174,11 @@ def test_a_site_joining_and_leaving_shows_without_a_reload(page, demo, tmp_path)
 def run_command(page, command: str, args: dict | None = None, wait: bool = True) -> None:
     """Run a JupyterLab command as the palette would (its result stays in the page);
     ``wait=False`` returns at once (running cells resolves only once they finish)."""
-    page.evaluate("([id, args, wait]) => { const done = window.jupyterapp.commands.execute(id, args);"
-                  " return wait ? done.then(() => null) : null; }", [command, args or {}, wait])
+    page.evaluate(
+        "([id, args, wait]) => { const done = window.jupyterapp.commands.execute(id, args);"
+        " return wait ? done.then(() => null) : null; }",
+        [command, args or {}, wait],
+    )
 
 
 def active_cell_source(page) -> str:
@@ -178,12 +212,17 @@ def test_clicking_a_dataset_inserts_its_cell(page):
         page.unroute(notebook_file)
     page.wait_for_function("window.jupyterapp.shell.currentWidget.context.isReady")
     with contextlib.suppress(PlaywrightTimeout):  # the assertion below says what came instead
-        page.wait_for_function("window.jupyterapp.shell.currentWidget.content.activeCell"
-                               ".model.sharedModel.getSource().startsWith('%%edge')", timeout=10_000)
-    sources = page.evaluate("window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells"
-                            ".map(c => c.getSource())")
-    assert [source.splitlines()[:1] for source in sources] == [["%%edge --data weather"]], \
+        page.wait_for_function(
+            "window.jupyterapp.shell.currentWidget.content.activeCell"
+            ".model.sharedModel.getSource().startsWith('%%edge')",
+            timeout=10_000,
+        )
+    sources = page.evaluate(
+        "window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells.map(c => c.getSource())"
+    )
+    assert [source.splitlines()[:1] for source in sources] == [["%%edge --data weather"]], (
         f"expected the new notebook to hold one cell, the dataset's %%edge cell; it holds {sources}"
+    )
     assert active_cell_source(page).splitlines()[0] == "%%edge --data weather"
     # The editor shows it too, not only the model.
     page.wait_for_selector(".jp-Notebook .jp-Cell.jp-mod-active .cm-content:has-text('%%edge --data weather')")
@@ -191,14 +230,17 @@ def test_clicking_a_dataset_inserts_its_cell(page):
 
 def set_cells(page, sources: list[str]) -> None:
     """Replace the open notebook's cells with code cells holding ``sources``."""
-    page.evaluate("""sources => {
+    page.evaluate(
+        """sources => {
         const nb = window.jupyterapp.shell.currentWidget.content;
         const shared = nb.model.sharedModel;
         shared.transact(() => {
             shared.deleteCellRange(0, shared.cells.length);
             shared.insertCells(0, sources.map(s => ({cell_type: 'code', source: s, metadata: {}})));
         });
-    }""", sources)
+    }""",
+        sources,
+    )
 
 
 def ready_notebook(page) -> None:
@@ -210,9 +252,11 @@ def ready_notebook(page) -> None:
 
 
 def wait_for_kernel_idle(page) -> None:
-    page.wait_for_function("(() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
-                           " return s.session && s.session.kernel && s.session.kernel.status === 'idle'; })()",
-                           timeout=90_000)
+    page.wait_for_function(
+        "(() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
+        " return s.session && s.session.kernel && s.session.kernel.status === 'idle'; })()",
+        timeout=90_000,
+    )
 
 
 def newest_job(demo, source_part: str, page, timeout: float = 60):
@@ -224,20 +268,30 @@ def newest_job(demo, source_part: str, page, timeout: float = 60):
                 return job
         time.sleep(0.2)
     cells = page.locator(".jp-Notebook").inner_text()
-    raise AssertionError(f"no job running {source_part!r} reached the registry in {timeout:.0f}s; "
-                         f"the notebook shows:\n{cells}")
+    raise AssertionError(
+        f"no job running {source_part!r} reached the registry in {timeout:.0f}s; the notebook shows:\n{cells}"
+    )
 
 
 def execution_states(page, job_id: str) -> dict[str, str]:
-    return dict(page.eval_on_selector_all(
-        f".jp-EdgeJob[data-job='{job_id}'] .jp-EdgeExecution", "els => els.map(e => [e.dataset.site, e.dataset.state])"))
+    return dict(
+        page.eval_on_selector_all(
+            f".jp-EdgeJob[data-job='{job_id}'] .jp-EdgeExecution",
+            "els => els.map(e => [e.dataset.site, e.dataset.state])",
+        )
+    )
 
 
 def test_a_notebook_job_shows_each_sites_state_live(page, demo):
     ready_notebook(page)
     wait_for_kernel_idle(page)
-    set_cells(page, ["%load_ext jupyter_edge",
-                     "%%edge --data weather\nimport time  # browser-test-live\ntime.sleep(3)\nprint('read', dataset.path)"])
+    set_cells(
+        page,
+        [
+            "%load_ext jupyter_edge",
+            "%%edge --data weather\nimport time  # browser-test-live\ntime.sleep(3)\nprint('read', dataset.path)",
+        ],
+    )
     run_command(page, "notebook:run-all-cells", wait=False)
     job = newest_job(demo, "browser-test-live", page)
     sites = sorted(ex.site for ex in job.executions)
@@ -247,8 +301,10 @@ def test_a_notebook_job_shows_each_sites_state_live(page, demo):
     page.wait_for_selector(f".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeExecution[data-state='running']")
     page.wait_for_function(
         f"[...document.querySelectorAll(\".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeExecution\")]"
-        ".filter(e => e.dataset.state === 'done').length === 3", timeout=60_000)
-    assert execution_states(page, job.id) == {site: "done" for site in sites}
+        ".filter(e => e.dataset.state === 'done').length === 3",
+        timeout=60_000,
+    )
+    assert execution_states(page, job.id) == dict.fromkeys(sites, "done")
     # And the cell shows each site's output, labelled by site.
     outputs = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea").inner_text()
     for site in sites:
@@ -263,18 +319,24 @@ def test_cancel_from_the_sidebar_stops_the_job(page, demo):
     job = newest_job(demo, "browser-test-cancel", page)
     page.wait_for_function(
         f"[...document.querySelectorAll(\".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeExecution\")]"
-        ".some(e => e.dataset.state === 'running')")
+        ".some(e => e.dataset.state === 'running')"
+    )
     page.click(f".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeJob-cancel")
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
         page.wait_for_function(
-            f"(() => {{ const s = [...document.querySelectorAll(\".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeExecution\")];"
-            " return s.length > 0 && s.every(e => e.dataset.state === 'cancelled'); })()", timeout=30_000)
+            "(() => { const s = [...document.querySelectorAll("
+            f"\".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeExecution\")];"
+            " return s.length > 0 && s.every(e => e.dataset.state === 'cancelled'); })()",
+            timeout=30_000,
+        )
     except PlaywrightTimeout:
         registry = {ex.site: ex.state.value for ex in demo.job(job.id).executions}
-        raise AssertionError(f"expected every execution cancelled; the sidebar shows {execution_states(page, job.id)},"
-                             f" the registry {registry}") from None
+        raise AssertionError(
+            f"expected every execution cancelled; the sidebar shows {execution_states(page, job.id)},"
+            f" the registry {registry}"
+        ) from None
     assert page.locator(f".jp-EdgeJob[data-job='{job.id}'] .jp-EdgeJob-cancel").count() == 0
     record = demo.job(job.id)
     assert {ex.state.value for ex in record.executions} == {"cancelled"}

@@ -44,8 +44,7 @@ def test_timeout_stops_sleep_and_busy_loop(fleet, tmp_path):
     res = fleet.run(stubborn_work(str(tmp_path)), where="region=eu", timeout=1.5)
     took = time.time() - started
     assert took < 5, f"a 1.5 s timeout took {took:.1f} s to return"
-    assert {s: ex.state for s, ex in res.executions.items()} == {"berlin": State.TIMED_OUT,
-                                                                    "paris": State.TIMED_OUT}
+    assert {s: ex.state for s, ex in res.executions.items()} == {"berlin": State.TIMED_OUT, "paris": State.TIMED_OUT}
     assert len(res) == 0
     assert_never_written(tmp_path, started)
     again = fleet.run(lambda site: site.name, where="region=eu", timeout=30)

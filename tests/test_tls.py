@@ -33,10 +33,22 @@ def tls_fleet(tmp_path_factory):
 
     def start(name, *args):
         logs[name] = root / f"{name}.log"
-        return cli(*args, stdout=open(logs[name], "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        return cli(*args, stdout=open(logs[name], "wb"), stderr=subprocess.STDOUT)
 
-    procs = [start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file",
-                   str(scheduler_file), "--tls-dir", str(made["scheduler"]))]
+    procs = [
+        start(
+            "scheduler",
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--scheduler-file",
+            str(scheduler_file),
+            "--tls-dir",
+            str(made["scheduler"]),
+        )
+    ]
     deadline = time.monotonic() + 30
     while not scheduler_file.exists():
         assert time.monotonic() < deadline, f"no TLS scheduler: {logs['scheduler'].read_text()}"
@@ -44,8 +56,21 @@ def tls_fleet(tmp_path_factory):
     address = json.loads(scheduler_file.read_text())["address"]
     for name in ("berlin", "paris"):
         data = write_sensors(root / name / "sensors", name)
-        procs.append(start(name, "worker", address, "--name", name, "--host", "127.0.0.1",
-                           "--dataset", f"sensors={data}", "--tls-dir", str(made[f"site-{name}"])))
+        procs.append(
+            start(
+                name,
+                "worker",
+                address,
+                "--name",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--dataset",
+                f"sensors={data}",
+                "--tls-dir",
+                str(made[f"site-{name}"]),
+            )
+        )
     try:
         with Fleet.connect(address, tls_dir=str(made["client-ana"])) as fleet:
             fleet.wait_for_sites(2, timeout=60)
@@ -61,23 +86,35 @@ def test_address_and_clients_over_tls(tls_fleet):
     assert tls_fleet["address"].startswith("tls://")
     with Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["made"]["client-ana"])) as fleet:
         assert fleet.identity == "ana"
-        result = fleet.run(lambda dataset, site: (site.name, len(dataset.read_parquet())), data="sensors",
-                           timeout=60)
+        result = fleet.run(lambda dataset, site: (site.name, len(dataset.read_parquet())), data="sensors", timeout=60)
         assert dict(result) == {"berlin": ("berlin", 50), "paris": ("paris", 50)}
         assert fleet.job(result.job).owner == "ana"
 
 
 def test_the_status_command_over_tls(tls_fleet):
-    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "status", tls_fleet["address"],
-                           "--tls-dir", str(tls_fleet["made"]["client-bob"])], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_edge.cli",
+            "status",
+            tls_fleet["address"],
+            "--tls-dir",
+            str(tls_fleet["made"]["client-bob"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "2 site(s)" in done.stdout, done.stdout + done.stderr
 
 
 def test_only_the_owner_may_cancel(tls_fleet):
     made = tls_fleet["made"]
-    with Fleet.connect(tls_fleet["address"], tls_dir=str(made["client-ana"])) as ana, \
-            Fleet.connect(tls_fleet["address"], tls_dir=str(made["client-bob"])) as bob:
+    with (
+        Fleet.connect(tls_fleet["address"], tls_dir=str(made["client-ana"])) as ana,
+        Fleet.connect(tls_fleet["address"], tls_dir=str(made["client-bob"])) as bob,
+    ):
         job = ana.submit(lambda: __import__("time").sleep(60), sites=["paris"], timeout=90)
         deadline = time.monotonic() + 30
         while ana.job(job.id).executions[0].state != "running":
@@ -103,12 +140,24 @@ def test_a_client_that_claims_another_owner_is_refused(tls_fleet):
 
 def test_a_plain_tcp_site_is_refused(tls_fleet, tmp_path):
     plain = tls_fleet["address"].replace("tls://", "tcp://")
-    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "worker", tls_fleet["address"], "--name", "rogue"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_edge.cli", "worker", tls_fleet["address"], "--name", "rogue"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "speaks TLS: give a certificate" in done.stderr, done.stderr
     # A site that talks plain TCP to the TLS port never joins.
-    rogue = cli("worker", plain, "--name", "rogue", "--host", "127.0.0.1",
-                stdout=open(tmp_path / "rogue.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    rogue = cli(
+        "worker",
+        plain,
+        "--name",
+        "rogue",
+        "--host",
+        "127.0.0.1",
+        stdout=open(tmp_path / "rogue.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         time.sleep(8)
         with Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["made"]["client-ana"])) as fleet:
@@ -119,18 +168,32 @@ def test_a_plain_tcp_site_is_refused(tls_fleet, tmp_path):
 
 
 def test_a_client_of_another_ca_is_refused(tls_fleet):
-    with pytest.raises(OSError, match="over TLS.*signed by the fleet's CA"):
+    with pytest.raises(OSError, match=r"over TLS.*signed by the fleet's CA"):
         Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["other"]["client-mallory"]), timeout=5)
     with pytest.raises(ValueError, match="speaks TLS: give a certificate"):
         Fleet.connect(tls_fleet["address"])
     with pytest.raises(ValueError, match="must be tls://"):
-        Fleet.connect(tls_fleet["address"].replace("tls://", "tcp://"),
-                      tls_dir=str(tls_fleet["made"]["client-ana"]))
+        Fleet.connect(tls_fleet["address"].replace("tls://", "tcp://"), tls_dir=str(tls_fleet["made"]["client-ana"]))
 
 
 def test_certs_create_from_the_cli(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "jupyter_edge.cli", "certs", "create", str(tmp_path / "pki"),
-                           "--site", "lyon", "--client", "ana"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_edge.cli",
+            "certs",
+            "create",
+            str(tmp_path / "pki"),
+            "--site",
+            "lyon",
+            "--client",
+            "ana",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     for identity, name in (("scheduler", "scheduler"), ("site-lyon", "lyon"), ("client-ana", "ana")):
         folder = tmp_path / "pki" / identity
@@ -147,15 +210,20 @@ def test_a_notebook_kernel_over_tls(tls_fleet, monkeypatch, tmp_path):
     monkeypatch.setenv("JUPYTER_EDGE_SCHEDULER", tls_fleet["address"])
     monkeypatch.setenv("DASK_EDGE__TLS__DIR", str(tls_fleet["made"]["client-ana"]))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("%load_ext jupyter_edge\n%edge connect"),
-        nbformat.v4.new_code_cell("%%edge --data sensors -o res\nprint('rows', len(dataset.read_parquet()))"),
-        nbformat.v4.new_code_cell("from jupyter_edge.magics import connected_fleet\n"
-                                  "print('owner', connected_fleet().job(res.job).owner)"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("%load_ext jupyter_edge\n%edge connect"),
+            nbformat.v4.new_code_cell("%%edge --data sensors -o res\nprint('rows', len(dataset.read_parquet()))"),
+            nbformat.v4.new_code_cell(
+                "from jupyter_edge.magics import connected_fleet\nprint('owner', connected_fleet().job(res.job).owner)"
+            ),
+        ]
+    )
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     text = "".join(o.get("text", "") for cell in nb.cells for o in cell.outputs)
-    assert "connected to tls://" in text and "[stdout:berlin] rows 50" in text and "[stdout:paris] rows 50" in text, text
+    assert "connected to tls://" in text and "[stdout:berlin] rows 50" in text and "[stdout:paris] rows 50" in text, (
+        text
+    )
     assert "owner ana" in text, text
 
 
@@ -185,9 +253,21 @@ def test_the_server_extension_over_tls_returns_no_credentials(tls_fleet):
 
 def test_the_demo_runs_over_tls(tmp_path):
     scheduler_file = tmp_path / "scheduler.json"
-    demo = cli("demo", "--tls", "--no-s3", "--port", "0", "--sites", "2", "--data-dir", str(tmp_path / "data"),
-               "--scheduler-file", str(scheduler_file), stdout=open(tmp_path / "demo.log", "wb"),  # noqa: SIM115
-               stderr=subprocess.STDOUT)
+    demo = cli(
+        "demo",
+        "--tls",
+        "--no-s3",
+        "--port",
+        "0",
+        "--sites",
+        "2",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--scheduler-file",
+        str(scheduler_file),
+        stdout=open(tmp_path / "demo.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while not scheduler_file.exists():
@@ -198,8 +278,10 @@ def test_the_demo_runs_over_tls(tmp_path):
         with Fleet.connect(address, tls_dir=str(tmp_path / "data" / "tls" / "client-notebook")) as fleet:
             fleet.wait_for_sites(2, timeout=60)
             assert fleet.identity == "notebook"
-            assert dict(fleet.run(lambda site: site.name, all=True, timeout=60)) == {"berlin": "berlin",
-                                                                                   "paris": "paris"}
+            assert dict(fleet.run(lambda site: site.name, all=True, timeout=60)) == {
+                "berlin": "berlin",
+                "paris": "paris",
+            }
         log = (tmp_path / "demo.log").read_text()
         assert "DASK_EDGE__TLS__DIR=" in log, log
     finally:

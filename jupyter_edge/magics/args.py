@@ -26,7 +26,8 @@ def _option_group(title: str, description: str, *arguments):
 
 #: Where a cell runs; they mean what they mean in ``Fleet.run``.
 target_options = _option_group(
-    "targets", "where the cell runs (filters combine with 'and')",
+    "targets",
+    "where the cell runs (filters combine with 'and')",
     argument("--data", metavar="NAME", help="once per shard of this dataset, at a site holding it"),
     argument("--where", metavar="SELECTOR", help="label selector, e.g. 'region=eu,tier!=store'"),
     argument("--gpus", metavar="N", type=int, help="each execution holds N GPUs"),
@@ -36,13 +37,15 @@ target_options = _option_group(
 
 #: How a cell runs; ``%edge config`` sets defaults for them.
 run_options = _option_group(
-    "running", "how the cell runs",
+    "running",
+    "how the cell runs",
     argument("--timeout", metavar="SECONDS", type=float, help="stop every site after this long"),
     argument("--retries", metavar="N", type=int, help="retry executions lost with their site"),
 )
 
 cell_options = _option_group(
-    "cell", "what the cell sends and keeps",
+    "cell",
+    "what the cell sends and keeps",
     argument("-o", "--out", metavar="NAME", help="store the JobResult (or, with --noblock, the Job) here"),
     argument("--noblock", action="store_true", help="return at once; the Job goes to --out"),
     argument("--push", metavar="A,B", type=_csv, help="send exactly these notebook names"),
@@ -52,10 +55,16 @@ cell_options = _option_group(
 
 #: A container per execution, at sites started with ``--docker``.
 container_options = _option_group(
-    "containers", "run in a fresh container at each site (sites started with --docker)",
+    "containers",
+    "run in a fresh container at each site (sites started with --docker)",
     argument("--image", metavar="IMAGE", help="the image, from the site's engine (a cell needs python3 in it)"),
-    argument("--network", metavar="MODE", nargs="?", const=True,
-             help="give the container a network (none by default); MODE e.g. host"),
+    argument(
+        "--network",
+        metavar="MODE",
+        nargs="?",
+        const=True,
+        help="give the container a network (none by default); MODE e.g. host",
+    ),
     argument("--cpus", metavar="N", type=float, help="CPUs the container may use"),
     argument("--memory", metavar="SIZE", help="memory the container may use, e.g. 512MiB"),
     argument("--pull", action="store_true", help="let the site's engine pull a missing image"),

@@ -16,8 +16,8 @@ from IPython.display import display
 from ..catalog import Catalog
 from ..jobs import JobError, State
 from ..result import JobResult
-from ..versions import versions
 from ..tables import datasets_table, human_bytes, sites_table, text_table
+from ..versions import versions
 from .live import METADATA_KEY, LiveOutput
 
 
@@ -147,27 +147,38 @@ def sites_view(catalog: Catalog) -> Table:
     here = versions()
     rows, flagged, notes = [], set(), []
     for i, site in enumerate(sorted(catalog, key=lambda s: s.name)):
-        differ = [f"{k} {v} (here {here.get(k)})" for k, v in sorted(site.versions.items())
-                  if k in here and v != here[k]]
+        differ = [
+            f"{k} {v} (here {here.get(k)})" for k, v in sorted(site.versions.items()) if k in here and v != here[k]
+        ]
         if differ:
             flagged.add(i)
             notes.append(f"! {site.name}: {', '.join(differ)}")
-        rows.append([
-            site.name, site.state,
-            ",".join(f"{k}={v}" for k, v in sorted(site.labels.items())) or "-",
-            ", ".join(f"{d.dataset} ({human_bytes(d.bytes)})" for d in site.datasets.values()) or "-",
-            f"{site.gpu_count}" + (f" x {site.gpus[0].model}" if site.gpus else ""),
-            str(site.running),
-            "; ".join(differ) or "ok",
-        ])
+        rows.append(
+            [
+                site.name,
+                site.state,
+                ",".join(f"{k}={v}" for k, v in sorted(site.labels.items())) or "-",
+                ", ".join(f"{d.dataset} ({human_bytes(d.bytes)})" for d in site.datasets.values()) or "-",
+                f"{site.gpu_count}" + (f" x {site.gpus[0].model}" if site.gpus else ""),
+                str(site.running),
+                "; ".join(differ) or "ok",
+            ]
+        )
     text = sites_table(catalog) + ("\n" + "\n".join(notes) if notes else "")
     return Table(text, rows, ["site", "state", "labels", "datasets", "GPUs", "running", "versions"], flagged)
 
 
 def datasets_view(catalog: Catalog) -> Table:
-    rows = [[info.name, info.kind, ", ".join(f"{s}: {','.join(h)}" for s, h in info.shards.items()),
-             human_bytes(info.bytes), "?" if info.files is None else str(info.files)]
-            for info in catalog.datasets().values()]
+    rows = [
+        [
+            info.name,
+            info.kind,
+            ", ".join(f"{s}: {','.join(h)}" for s, h in info.shards.items()),
+            human_bytes(info.bytes),
+            "?" if info.files is None else str(info.files),
+        ]
+        for info in catalog.datasets().values()
+    ]
     return Table(datasets_table(catalog), rows, ["dataset", "kind", "shards: sites", "bytes", "files"])
 
 

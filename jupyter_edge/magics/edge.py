@@ -50,8 +50,10 @@ USAGE = """\
 %%edge --data NAME | --sites A,B | --all | --where SELECTOR | --gpus N  [options]
     run the cell at those sites; `%%edge?` lists every option"""
 
-_NO_TARGET = ("this %%edge cell names no target: add --data NAME (once per shard of a dataset), "
-              "--sites A,B, --all, --where SELECTOR or --gpus N")
+_NO_TARGET = (
+    "this %%edge cell names no target: add --data NAME (once per shard of a dataset), "
+    "--sites A,B, --all, --where SELECTOR or --gpus N"
+)
 
 
 @magics_class
@@ -200,7 +202,7 @@ class EdgeMagics(Magics):
         if "--" not in words:
             raise UsageError("%edge run needs the command after --: %edge run --image IMAGE --data NAME -- ls -l")
         cut = words.index("--")
-        options, command = words[:cut], words[cut + 1:]
+        options, command = words[:cut], words[cut + 1 :]
         args = self._run.parser.parse_args(options)
         if not command:
             raise UsageError("%edge run: no command after --")
@@ -210,14 +212,23 @@ class EdgeMagics(Magics):
             raise UsageError(_NO_TARGET.replace("this %%edge cell", "%edge run"))
         fleet = self._connected()
         live = LiveOutput(self.shell)
-        options = dict(data=args.data, where=args.where, gpus=args.gpus or 0, sites=args.sites, all=args.all,
-                       timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
-                       retries=args.retries if args.retries is not None else self.defaults["retries"],
-                       **container_arguments(args))
+        options = dict(
+            data=args.data,
+            where=args.where,
+            gpus=args.gpus or 0,
+            sites=args.sites,
+            all=args.all,
+            timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
+            retries=args.retries if args.retries is not None else self.defaults["retries"],
+            **container_arguments(args),
+        )
         try:
             return self._run_blocking(
-                fleet, lambda on_start: fleet.run_command(command, on_output=live, on_start=on_start, **options),
-                live, args.out)
+                fleet,
+                lambda on_start: fleet.run_command(command, on_output=live, on_start=on_start, **options),
+                live,
+                args.out,
+            )
         except (PlacementError, SelectorError, ValueError) as e:
             raise UsageError(str(e)) from None
 
@@ -242,8 +253,11 @@ class EdgeMagics(Magics):
             if args.noblock:
                 return self._start_detached(fleet, cell, options, live, args.out)
             return self._run_blocking(
-                fleet, lambda on_start: fleet.run_cell(cell, on_output=live, on_start=on_start, **options),
-                live, args.out)
+                fleet,
+                lambda on_start: fleet.run_cell(cell, on_output=live, on_start=on_start, **options),
+                live,
+                args.out,
+            )
         except (PlacementError, SelectorError, NamesTooLarge, NameError, SyntaxError, ValueError) as e:
             raise UsageError(str(e)) from None
 
@@ -255,10 +269,14 @@ class EdgeMagics(Magics):
         if container and (args.push or args.fresh):
             raise UsageError("--push and --fresh do not apply to --image cells: a container gets the source only")
         return dict(
-            names=None if container else names_to_send(cell, self.shell.user_ns, push=args.push,
-                                                       no_push=args.no_push),
-            session=None if container else self.session, fresh=args.fresh, data=args.data, where=args.where,
-            gpus=args.gpus or 0, sites=args.sites, all=args.all,
+            names=None if container else names_to_send(cell, self.shell.user_ns, push=args.push, no_push=args.no_push),
+            session=None if container else self.session,
+            fresh=args.fresh,
+            data=args.data,
+            where=args.where,
+            gpus=args.gpus or 0,
+            sites=args.sites,
+            all=args.all,
             timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
             retries=args.retries if args.retries is not None else self.defaults["retries"],
             **container,
@@ -269,8 +287,7 @@ class EdgeMagics(Magics):
         self.jobs[job.id] = job
         if out:
             self.shell.user_ns[out] = job
-        print(f"edge job {job.id} started at {len(job.executions)} site(s); "
-              f"`%edge show {job.id}` replays it when done")
+        print(f"edge job {job.id} started at {len(job.executions)} site(s); `%edge show {job.id}` replays it when done")
 
     def _run_blocking(self, fleet: Fleet, run, live: LiveOutput, out: str | None):
         """``run(on_start)`` runs the job and returns its JobResult; show it as it goes."""
@@ -304,7 +321,9 @@ class EdgeMagics(Magics):
         print(show.closing_line(result, took, self.fleet.catalog(fresh=False)))
         discarded = show.discarded_sessions(self.fleet, result)
         if discarded:
-            print(f"the cell did not stop on interrupt at {', '.join(discarded)}: it was killed there, "
-                  "and this notebook's names there are gone")
+            print(
+                f"the cell did not stop on interrupt at {', '.join(discarded)}: it was killed there, "
+                "and this notebook's names there are gone"
+            )
         else:
             print("interrupted: every site stopped the cell; this notebook's names there are kept")

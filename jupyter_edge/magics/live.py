@@ -38,8 +38,7 @@ class LiveOutput:
         if detached:
             from IPython.display import display
 
-            self._handle = display({"text/plain": "waiting for the sites' output..."}, raw=True,
-                                   display_id=True)
+            self._handle = display({"text/plain": "waiting for the sites' output..."}, raw=True, display_id=True)
         self._lock = threading.RLock()  # live batches (the event loop) and finish() (the cell's thread)
 
     def __call__(self, site: str, outputs: list[dict]) -> None:
@@ -59,9 +58,13 @@ class LiveOutput:
             return
         metadata = {METADATA_KEY: {"site": site}}
         if self._kernel is not None:
-            self._kernel.session.send(self._kernel.iopub_socket, "display_data",
-                                      {"data": data, "metadata": metadata, "transient": {}},
-                                      parent=self._parent, ident=b"display_data")
+            self._kernel.session.send(
+                self._kernel.iopub_socket,
+                "display_data",
+                {"data": data, "metadata": metadata, "transient": {}},
+                parent=self._parent,
+                ident=b"display_data",
+            )
         else:
             from IPython.display import display
 
@@ -84,12 +87,12 @@ class LiveOutput:
         not at all), so the cell always ends with every site's whole output."""
         for site in sorted(result.executions):
             rich = [o["data"] for o in result.executions[site].outputs if o["name"] == "display"]
-            for data in rich[self._displayed.get(site, 0):]:
+            for data in rich[self._displayed.get(site, 0) :]:
                 self.display(site, data)
             for stream in ("stdout", "stderr"):
                 full = "".join(o["text"] for o in result.executions[site].outputs if o["name"] == stream)
                 with self._lock:
-                    rest = full[self._shown.get((site, stream), 0):]
+                    rest = full[self._shown.get((site, stream), 0) :]
                 if rest:
                     self.write(site, stream, rest)
         with self._lock:
@@ -103,13 +106,17 @@ class LiveOutput:
             return
         # Sent under the request running *now*: a kernel attributes output from
         # other threads to the request that started them (long finished here).
-        content = {"data": {"text/plain": self._text}, "metadata": {},
-                   "transient": {"display_id": self._handle.display_id}}
+        content = {
+            "data": {"text/plain": self._text},
+            "metadata": {},
+            "transient": {"display_id": self._handle.display_id},
+        }
         # In an empty context a kernel falls back to its latest request, not
         # to whatever request this thread's context remembers.
         latest = contextvars.Context().run(self._kernel.get_parent)
-        self._kernel.session.send(self._kernel.iopub_socket, "update_display_data", content,
-                                  parent=latest, ident=b"update_display_data")
+        self._kernel.session.send(
+            self._kernel.iopub_socket, "update_display_data", content, parent=latest, ident=b"update_display_data"
+        )
 
     @staticmethod
     def _label(site: str, stream: str, lines: str) -> str:
@@ -123,8 +130,13 @@ class LiveOutput:
                 self._update_handle()
             return
         if self._kernel is not None:
-            self._kernel.session.send(self._kernel.iopub_socket, "stream", {"name": stream, "text": text},
-                                      parent=self._parent, ident=f"stream.{stream}".encode())
+            self._kernel.session.send(
+                self._kernel.iopub_socket,
+                "stream",
+                {"name": stream, "text": text},
+                parent=self._parent,
+                ident=f"stream.{stream}".encode(),
+            )
         else:
             target = sys.stdout if stream == "stdout" else sys.stderr
             target.write(text)

@@ -68,11 +68,15 @@ class Progress:
             start = ex.started or ex.submitted or self.started
             elapsed = (ex.ended or now) - start
             colour = _COLOURS.get(ex.state, "inherit")
-            rows.append(f"<tr><td>{html.escape(ex.site)}</td>"
-                        f"<td style='color:{colour}'>{ex.state.value}</td><td>{elapsed:.1f} s</td></tr>")
-        return (f"<div><b>edge job {html.escape(self.job.id)}</b> "
-                f"<table><thead><tr><th>site</th><th>state</th><th>elapsed</th></tr></thead>"
-                f"<tbody>{''.join(rows)}</tbody></table></div>")
+            rows.append(
+                f"<tr><td>{html.escape(ex.site)}</td>"
+                f"<td style='color:{colour}'>{ex.state.value}</td><td>{elapsed:.1f} s</td></tr>"
+            )
+        return (
+            f"<div><b>edge job {html.escape(self.job.id)}</b> "
+            f"<table><thead><tr><th>site</th><th>state</th><th>elapsed</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>"
+        )
 
 
 def _shell():

@@ -82,11 +82,14 @@ class ConnectionHandler(EdgeHandler):
 def setup_handlers(web_app, manager: FleetManager) -> None:
     base = url_path_join(web_app.settings["base_url"], "jupyter-edge", "api")
     web_app.settings[MANAGER_KEY] = manager
-    web_app.add_handlers(".*$", [
-        (url_path_join(base, "fleet"), FleetHandler),
-        (url_path_join(base, "datasets"), DatasetsHandler),
-        (url_path_join(base, "jobs"), JobsHandler),
-        (url_path_join(base, r"jobs/([0-9a-f]+)"), JobHandler),
-        (url_path_join(base, r"jobs/([0-9a-f]+)/cancel"), CancelHandler),
-        (url_path_join(base, "connection"), ConnectionHandler),
-    ])
+    web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "fleet"), FleetHandler),
+            (url_path_join(base, "datasets"), DatasetsHandler),
+            (url_path_join(base, "jobs"), JobsHandler),
+            (url_path_join(base, r"jobs/([0-9a-f]+)"), JobHandler),
+            (url_path_join(base, r"jobs/([0-9a-f]+)/cancel"), CancelHandler),
+            (url_path_join(base, "connection"), ConnectionHandler),
+        ],
+    )

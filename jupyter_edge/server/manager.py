@@ -19,7 +19,6 @@ from ..protocol import CATALOG_HANDLER
 logger = logging.getLogger(__name__)
 
 
-
 class FleetManager:
     def __init__(self, address: str | None = None, connect_timeout: float = 5.0, tls_dir: str | None = None):
         self.address = config.scheduler_address(address)
@@ -65,8 +64,9 @@ class FleetManager:
         async with self._lock:
             if self._fleet is None and self.address is not None:
                 try:
-                    self._fleet = await asyncio.to_thread(Fleet.connect, self.address,
-                                                          timeout=self.connect_timeout, tls_dir=self.tls_dir)
+                    self._fleet = await asyncio.to_thread(
+                        Fleet.connect, self.address, timeout=self.connect_timeout, tls_dir=self.tls_dir
+                    )
                     self._error = None
                 except (OSError, TimeoutError, ValueError) as e:
                     self._error = f"{type(e).__name__}: {e}"
@@ -92,14 +92,25 @@ class FleetManager:
         model = await self._ask("_call", CATALOG_HANDLER)
         sites = [] if model is None else sorted(model["sites"], key=lambda s: s["name"])
         # The server's own versions, for the sidebar to flag sites that differ.
-        return {"connection": self.connection(), "sites": sites, "versions": _server_versions(),
-                "time": time.time()}
+        return {"connection": self.connection(), "sites": sites, "versions": _server_versions(), "time": time.time()}
 
     async def datasets(self) -> dict:
         catalog = await self._ask("catalog")
-        datasets = [] if catalog is None else [
-            {"name": d.name, "kind": d.kind, "shards": d.shards, "sites": d.sites, "bytes": d.bytes,
-             "files": d.files} for d in catalog.datasets().values()]
+        datasets = (
+            []
+            if catalog is None
+            else [
+                {
+                    "name": d.name,
+                    "kind": d.kind,
+                    "shards": d.shards,
+                    "sites": d.sites,
+                    "bytes": d.bytes,
+                    "files": d.files,
+                }
+                for d in catalog.datasets().values()
+            ]
+        )
         return {"connection": self.connection(), "datasets": datasets}
 
     async def jobs(self, limit: int = 50) -> dict:

@@ -14,8 +14,21 @@ import os
 import threading
 import time
 
-FIELDS = ("time", "site", "job", "execution", "owner", "dataset", "shard", "kind", "image", "cell_hash",
-          "state", "bytes_returned", "refused")
+FIELDS = (
+    "time",
+    "site",
+    "job",
+    "execution",
+    "owner",
+    "dataset",
+    "shard",
+    "kind",
+    "image",
+    "cell_hash",
+    "state",
+    "bytes_returned",
+    "refused",
+)
 
 
 def default_path(site: str) -> str:

@@ -101,8 +101,9 @@ class FDCapture:
                 selector.select(timeout)
                 with self._lock:
                     self._collect()
-                    if self._since is not None and (self._size >= FLUSH_SIZE or
-                                                    time.monotonic() - self._since >= FLUSH_INTERVAL):
+                    if self._since is not None and (
+                        self._size >= FLUSH_SIZE or time.monotonic() - self._since >= FLUSH_INTERVAL
+                    ):
                         self._flush()
 
 

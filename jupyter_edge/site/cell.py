@@ -16,8 +16,7 @@ import linecache
 import tokenize
 
 _counter = itertools.count(1)
-_NOT_CODE = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.INDENT,
-             tokenize.DEDENT)
+_NOT_CODE = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT)
 
 
 def ends_with_semicolon(source: str) -> bool:

@@ -84,7 +84,9 @@ def forward(fd, name, channel):
         if chunk:
             pending.append(chunk)
         if pending and (not chunk or time.monotonic() - last >= FLUSH_INTERVAL or len(pending) > 64):
-            channel.send({"op": "output", "output": {"name": name, "text": b"".join(pending).decode("utf-8", "replace")}})
+            channel.send(
+                {"op": "output", "output": {"name": name, "text": b"".join(pending).decode("utf-8", "replace")}}
+            )
             pending, last = [], time.monotonic()
         if not chunk:
             return
@@ -149,8 +151,10 @@ def encode(value, limit):
     else:
         text = json.dumps({"mime": mimebundle(value)})
     if len(text) > limit:
-        raise ValueError(f"the value is {len(text):,} bytes, over the site's result limit of {limit:,} bytes "
-                         "(edge.result-limit); return a summary")
+        raise ValueError(
+            f"the value is {len(text):,} bytes, over the site's result limit of {limit:,} bytes "
+            "(edge.result-limit); return a summary"
+        )
     return json.loads(text)
 
 
@@ -163,8 +167,12 @@ def main():
         for obj in objs:
             channel.send({"op": "output", "output": {"name": "display", "data": mimebundle(obj)}})
 
-    namespace = {"__name__": "__main__", "display": display, "site": Site(request["site"]),
-                 "dataset": Dataset(request["dataset"]) if request.get("dataset") else None}
+    namespace = {
+        "__name__": "__main__",
+        "display": display,
+        "site": Site(request["site"]),
+        "dataset": Dataset(request["dataset"]) if request.get("dataset") else None,
+    }
     finish = capture(channel)
     result = {"op": "result", "state": "done", "value": None, "error": None, "error_type": None}
     started = time.time()

@@ -46,10 +46,18 @@ class ContainerError(RuntimeError):
     """A container execution could not start; the message says why."""
 
 
-def _outcome(state: str, error: str | None = None, error_type: str | None = None, value=None,
-             started: float | None = None) -> dict:
-    return {"op": "result", "state": state, "value": value, "error": error, "error_type": error_type,
-            "started": started, "ended": time.time()}
+def _outcome(
+    state: str, error: str | None = None, error_type: str | None = None, value=None, started: float | None = None
+) -> dict:
+    return {
+        "op": "result",
+        "state": state,
+        "value": value,
+        "error": error,
+        "error_type": error_type,
+        "started": started,
+        "ended": time.time(),
+    }
 
 
 class ContainerEngine:
@@ -59,8 +67,9 @@ class ContainerEngine:
         try:
             import docker
         except ImportError:
-            raise ContainerError("containers need the docker package at the site: "
-                                 "pip install 'jupyter-edge[docker]'") from None
+            raise ContainerError(
+                "containers need the docker package at the site: pip install 'jupyter-edge[docker]'"
+            ) from None
         self.site = site
         try:
             self.client = docker.DockerClient(base_url=url) if url else docker.from_env()
@@ -96,9 +105,19 @@ class ContainerEngine:
         with self._lock:
             self._stops.setdefault(execution, reason)
 
-    def execute(self, execution: str, job: str, work: dict, dataset, storage_options: dict,
-                on_output: Callable[[dict], None], deadline: float | None, gpus: list[int],
-                site_info: dict, result_limit: int | None = None) -> dict:
+    def execute(
+        self,
+        execution: str,
+        job: str,
+        work: dict,
+        dataset,
+        storage_options: dict,
+        on_output: Callable[[dict], None],
+        deadline: float | None,
+        gpus: list[int],
+        site_info: dict,
+        result_limit: int | None = None,
+    ) -> dict:
         """Run one container execution to its end; return its outcome (the runner
         pool's shape: a pickled value, state, error)."""
         io_dir = tempfile.mkdtemp(prefix=f"edge-{execution}-")
@@ -110,8 +129,13 @@ class ContainerEngine:
             options = self._run_options(execution, job, work, dataset, storage_options, gpus, io_dir)
             if work.get("cell") is not None:
                 listener = _listen(io_dir)
-                _write_request(io_dir, work, dataset, site_info,
-                               result_limit if result_limit is not None else config.nbytes("result-limit"))
+                _write_request(
+                    io_dir,
+                    work,
+                    dataset,
+                    site_info,
+                    result_limit if result_limit is not None else config.nbytes("result-limit"),
+                )
             self._ensure_image(work["image"], work.get("pull", False))
             container = self.client.containers.create(**options)
             container.start()
@@ -129,8 +153,9 @@ class ContainerEngine:
             with self._lock:
                 self._stops.pop(execution, None)
 
-    def _run_options(self, execution: str, job: str, work: dict, dataset, storage_options: dict,
-                     gpus: list[int], io_dir: str) -> dict:
+    def _run_options(
+        self, execution: str, job: str, work: dict, dataset, storage_options: dict, gpus: list[int], io_dir: str
+    ) -> dict:
         import docker
 
         volumes: dict[str, dict] = {}
@@ -144,7 +169,8 @@ class ContainerEngine:
             elif not network:
                 raise ContainerError(
                     f"dataset {dataset.name!r} is in {dataset.kind} ({dataset.url}), which cannot be mounted "
-                    "into a container: add --network to let the container read it with the site's credentials")
+                    "into a container: add --network to let the container read it with the site's credentials"
+                )
             else:
                 env.update(_credentials(dataset.kind, storage_options))
                 env["EDGE_DATASET_URL"] = dataset.url
@@ -158,18 +184,24 @@ class ContainerEngine:
         else:
             command = list(work["command"])
         options = {
-            "image": work["image"], "command": command, "environment": env, "volumes": volumes,
+            "image": work["image"],
+            "command": command,
+            "environment": env,
+            "volumes": volumes,
             "labels": {LABEL_SITE: self.site, LABEL_JOB: job, LABEL_EXECUTION: execution},
             "network_mode": "none" if not network else (None if network is True else network),
-            "detach": True, "stdin_open": False, "tty": False,
+            "detach": True,
+            "stdin_open": False,
+            "tty": False,
         }
         if work.get("cpus"):
             options["nano_cpus"] = int(float(work["cpus"]) * 1e9)
         if work.get("memory"):
             options["mem_limit"] = work["memory"]
         if gpus:
-            options["device_requests"] = [docker.types.DeviceRequest(
-                device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])]
+            options["device_requests"] = [
+                docker.types.DeviceRequest(device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])
+            ]
         if options["network_mode"] is None:
             del options["network_mode"]
         return options
@@ -187,11 +219,14 @@ class ContainerEngine:
                 self.client.images.pull(image)
                 return
             except docker.errors.DockerException as e:
-                raise ContainerError(f"image {image!r} is not at site {self.site} and pulling it failed: "
-                                     f"{_reason(e)}") from None
+                raise ContainerError(
+                    f"image {image!r} is not at site {self.site} and pulling it failed: {_reason(e)}"
+                ) from None
         held = ", ".join(self.describe()["images"]) or "none"
-        raise ContainerError(f"image {image!r} is not at site {self.site} (its engine holds: {held}); "
-                             "load it there, or add --pull to have the engine pull it")
+        raise ContainerError(
+            f"image {image!r} is not at site {self.site} (its engine holds: {held}); "
+            "load it there, or add --pull to have the engine pull it"
+        )
 
     def _stop_requested(self, execution: str, deadline: float | None) -> str | None:
         with self._lock:
@@ -199,8 +234,15 @@ class ContainerEngine:
                 self._stops[execution] = "timed-out"
             return self._stops.get(execution)
 
-    def _follow_cell(self, execution: str, container, listener: socket.socket,
-                     on_output: Callable[[dict], None], deadline: float | None, started: float) -> dict:
+    def _follow_cell(
+        self,
+        execution: str,
+        container,
+        listener: socket.socket,
+        on_output: Callable[[dict], None],
+        deadline: float | None,
+        started: float,
+    ) -> dict:
         """Relay the runner's JSON lines until its result, a stop, or its exit."""
         listener.settimeout(_TICK)
         conn, buffer = None, b""
@@ -208,8 +250,7 @@ class ContainerEngine:
             reason = self._stop_requested(execution, deadline)
             if reason is not None:
                 self._halt(container)
-                return _outcome(reason, f"{reason} at the site; the container was stopped and removed",
-                                started=started)
+                return _outcome(reason, f"{reason} at the site; the container was stopped and removed", started=started)
             if conn is None:
                 try:
                     conn, _ = listener.accept()
@@ -234,13 +275,18 @@ class ContainerEngine:
                     conn.close()
                     return {**message, "value": _value_bytes(message.get("value"))}
 
-    def _follow_command(self, execution: str, container, on_output: Callable[[dict], None],
-                        deadline: float | None, started: float) -> dict:
+    def _follow_command(
+        self, execution: str, container, on_output: Callable[[dict], None], deadline: float | None, started: float
+    ) -> dict:
         """Stream the command's stdout and stderr; its exit code is its value."""
         import requests  # the docker SDK's transport
 
-        readers = [threading.Thread(target=_relay_logs, args=(container, name, on_output), daemon=True,
-                                    name=f"edge-{name}-{execution}") for name in ("stdout", "stderr")]
+        readers = [
+            threading.Thread(
+                target=_relay_logs, args=(container, name, on_output), daemon=True, name=f"edge-{name}-{execution}"
+            )
+            for name in ("stdout", "stderr")
+        ]
         for reader in readers:
             reader.start()
         while True:
@@ -249,8 +295,7 @@ class ContainerEngine:
                 self._halt(container)
                 for reader in readers:
                     reader.join(5)
-                return _outcome(reason, f"{reason} at the site; the container was stopped and removed",
-                                started=started)
+                return _outcome(reason, f"{reason} at the site; the container was stopped and removed", started=started)
             try:
                 code = container.wait(timeout=_TICK)["StatusCode"]
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
@@ -259,8 +304,9 @@ class ContainerEngine:
                 reader.join(10)
             value = pickle.dumps(code)
             if code != 0:
-                return _outcome("failed", f"the command exited with code {code}", "CommandFailed",
-                                value=value, started=started)
+                return _outcome(
+                    "failed", f"the command exited with code {code}", "CommandFailed", value=value, started=started
+                )
             return _outcome("done", value=value, started=started)
 
     def _running(self, container) -> bool:
@@ -273,11 +319,14 @@ class ContainerEngine:
         container.reload()
         state = container.attrs.get("State", {})
         logs = container.logs(stdout=True, stderr=True, tail=20).decode("utf-8", "replace").strip()
-        why = "killed: out of memory (--memory)" if state.get("OOMKilled") else \
-            f"exit code {state.get('ExitCode')}"
+        why = "killed: out of memory (--memory)" if state.get("OOMKilled") else f"exit code {state.get('ExitCode')}"
         hint = " (does the image have python3?)" if state.get("ExitCode") in (126, 127) else ""
-        return _outcome("failed", f"the cell's runner in the container ended without a result: {why}{hint}"
-                        + (f"\n{logs}" if logs else ""), "ContainerRunnerDied", started=started)
+        return _outcome(
+            "failed",
+            f"the cell's runner in the container ended without a result: {why}{hint}" + (f"\n{logs}" if logs else ""),
+            "ContainerRunnerDied",
+            started=started,
+        )
 
     def _halt(self, container) -> None:
         import docker
@@ -308,9 +357,13 @@ def _listen(io_dir: str) -> socket.socket:
 def _write_request(io_dir: str, work: dict, dataset, site_info: dict, result_limit: int) -> None:
     request = {
         "cell": work["cell"],
-        "dataset": {"name": dataset.name, "shard": dataset.shard,
-                    "path": f"{DATA_ROOT}/{dataset.name}" if dataset.kind == "local" else dataset.url}
-        if dataset is not None else None,
+        "dataset": {
+            "name": dataset.name,
+            "shard": dataset.shard,
+            "path": f"{DATA_ROOT}/{dataset.name}" if dataset.kind == "local" else dataset.url,
+        }
+        if dataset is not None
+        else None,
         "site": site_info,
         "result_limit": result_limit,
     }

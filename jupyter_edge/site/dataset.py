@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import fsspec
 from fsspec.implementations.dirfs import DirFileSystem
 
-__all__ = ["DatasetDeclaration", "Dataset", "DatasetPathError", "parse_dataset_option", "scan"]
+__all__ = ["Dataset", "DatasetDeclaration", "DatasetPathError", "parse_dataset_option", "scan"]
 
 _SHARD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -132,7 +132,7 @@ class Dataset:
         if "://" in path or path.startswith(("/", "~")):
             bare = fsspec.core.strip_protocol(path).rstrip("/")
             if bare == self._root or bare.startswith(self._root + "/"):
-                path = bare[len(self._root):]
+                path = bare[len(self._root) :]
             else:
                 raise self._outside(original)
         norm = posixpath.normpath(path.lstrip("/")) if path.strip("/") else ""
@@ -142,8 +142,7 @@ class Dataset:
             raise self._outside(original)
         if self.kind == "local" and norm:
             real = os.path.realpath(os.path.join(self._root, norm))
-            if not (real == os.path.realpath(self._root) or
-                    real.startswith(os.path.realpath(self._root) + os.sep)):
+            if not (real == os.path.realpath(self._root) or real.startswith(os.path.realpath(self._root) + os.sep)):
                 raise self._outside(original)
         return norm
 
@@ -156,8 +155,7 @@ class Dataset:
     def files(self, pattern: str = "**") -> list[str]:
         """Files in the shard matching a glob ``pattern``, relative and sorted."""
         self.relative(pattern)
-        found = self.fs.glob(pattern, detail=True) if pattern not in ("**", "") else \
-            self.fs.find("", detail=True)
+        found = self.fs.glob(pattern, detail=True) if pattern not in ("**", "") else self.fs.find("", detail=True)
         return sorted(p.lstrip("/") for p, info in found.items() if info.get("type") == "file")
 
     def open(self, path: str, mode: str = "rb", **kwargs):

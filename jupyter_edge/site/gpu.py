@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..catalog import GPU
 
-__all__ = ["GPUState", "GPUInventory", "discover_gpus", "parse_gpus_option"]
+__all__ = ["GPUInventory", "GPUState", "discover_gpus", "parse_gpus_option"]
 
 
 class GPUState(str, enum.Enum):
@@ -46,8 +46,7 @@ class GPUInventory:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(gpu.index)
                 memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
                 rates = pynvml.nvmlDeviceGetUtilizationRates(handle)
-                samples.append({"index": gpu.index, "utilization": float(rates.gpu),
-                                "memory_used": int(memory.used)})
+                samples.append({"index": gpu.index, "utilization": float(rates.gpu), "memory_used": int(memory.used)})
             return samples
         except Exception:  # a GPU that falls off the bus must not take the heartbeat down
             return []
@@ -73,8 +72,7 @@ def discover_gpus(option: str | int | None) -> GPUInventory:
     if option is None:
         return GPUInventory(GPUState.NONE)
     if option != "auto":
-        return GPUInventory(GPUState.DECLARED, [GPU(index=i) for i in range(int(option))],
-                            f"{option} declared by hand")
+        return GPUInventory(GPUState.DECLARED, [GPU(index=i) for i in range(int(option))], f"{option} declared by hand")
     return _from_nvml()
 
 
@@ -100,13 +98,14 @@ def _from_nvml() -> GPUInventory:
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             name = pynvml.nvmlDeviceGetName(handle)
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            gpus.append(GPU(index=i, model=name.decode() if isinstance(name, bytes) else name,
-                            memory_total=int(memory.total)))
+            gpus.append(
+                GPU(index=i, model=name.decode() if isinstance(name, bytes) else name, memory_total=int(memory.total))
+            )
     except pynvml.NVMLError as e:
         return GPUInventory(GPUState.NVML_FAILED, detail=str(e))
     if not gpus:
         return GPUInventory(GPUState.NVML_NO_DEVICES, detail="NVML found no devices")
     inventory = GPUInventory(GPUState.NVML, gpus, f"{len(gpus)} found through NVML")
-    for gpu, live in zip(gpus, inventory.sample()):
+    for gpu, live in zip(gpus, inventory.sample(), strict=False):
         gpu.utilization, gpu.memory_used = live["utilization"], live["memory_used"]
     return inventory

@@ -31,8 +31,7 @@ def install() -> bool:
         try:
             _site_shell_class().instance()
         except Exception:  # an IPython whose insides differ: the site's own display still works
-            logger.warning("IPython's display cannot be set up at this site; cells get the site's own",
-                           exc_info=True)
+            logger.warning("IPython's display cannot be set up at this site; cells get the site's own", exc_info=True)
             return False
     return True
 
@@ -59,8 +58,7 @@ def _site_shell_class():
             # nothing here runs cells, so they are kept and never fire.
             self.events = EventManager(self, available_events)
             self.display_formatter = DisplayFormatter(parent=self)
-            self.display_formatter.formatters["image/png"].for_type_by_name("matplotlib.figure", "Figure",
-                                                                            figure_png)
+            self.display_formatter.formatters["image/png"].for_type_by_name("matplotlib.figure", "Figure", figure_png)
             self.display_pub = SitePublisher()  # no shell: it has no execution events to follow
 
     return SiteShell

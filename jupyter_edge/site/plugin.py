@@ -17,9 +17,8 @@ from distributed import WorkerPlugin, get_worker
 from distributed.utils import sync
 from tornado.ioloop import PeriodicCallback
 
-from .. import config
+from .. import config, protocol
 from ..catalog import DatasetShard, Site
-from .. import protocol
 from ..protocol import EXECUTION_TOPIC, EXECUTOR_LABEL, INLINE_RESULT, JOB_HANDLER, RESERVED_PREFIX, SITE_TOPIC
 from ..versions import versions
 from . import audit
@@ -32,11 +31,13 @@ from .runner import RunnerPool
 
 logger = logging.getLogger(__name__)
 
+
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     reserved = sorted(k for k in labels if k.startswith(RESERVED_PREFIX))
     if reserved:
-        raise ValueError(f"labels {', '.join(reserved)}: the '{RESERVED_PREFIX}' prefix is reserved "
-                         "for labels a site sets itself")
+        raise ValueError(
+            f"labels {', '.join(reserved)}: the '{RESERVED_PREFIX}' prefix is reserved for labels a site sets itself"
+        )
     return dict(labels)
 
 
@@ -50,11 +51,16 @@ class EdgeSitePlugin(WorkerPlugin):
     name = "jupyter-edge-site"
     idempotent = True
 
-    def __init__(self, labels: dict[str, str] | None = None,
-                 datasets: list[DatasetDeclaration] | tuple = (),
-                 gpus: str | int | GPUInventory | None = None, storage_options: dict | None = None,
-                 docker: str | bool | ContainerEngine | None = None, policy: Policy | None = None,
-                 audit_log: str | None = None):
+    def __init__(
+        self,
+        labels: dict[str, str] | None = None,
+        datasets: list[DatasetDeclaration] | tuple = (),
+        gpus: str | int | GPUInventory | None = None,
+        storage_options: dict | None = None,
+        docker: str | bool | ContainerEngine | None = None,
+        policy: Policy | None = None,
+        audit_log: str | None = None,
+    ):
         self.labels = check_labels(labels or {})
         self.policy = policy or Policy()
         self._audit_path = audit_log  # default: config, else the site's state folder
@@ -86,8 +92,10 @@ class EdgeSitePlugin(WorkerPlugin):
         self.worker = worker
         declared = worker.state.total_resources.get("GPU", 0)
         if declared != self.gpus.count:
-            raise ValueError(f"site {worker.name}: the worker has resources GPU={declared:g} but the site "
-                             f"has {self.gpus.count} GPU(s); start it with resources=plugin.resources")
+            raise ValueError(
+                f"site {worker.name}: the worker has resources GPU={declared:g} but the site "
+                f"has {self.gpus.count} GPU(s); start it with resources=plugin.resources"
+            )
         self.audit = AuditLog(self._audit_path or config.get("audit-log") or audit.default_path(str(worker.name)))
         self._free_gpus = [g.index for g in self.gpus.gpus]
         self._gpu_lock = threading.Lock()
@@ -102,8 +110,10 @@ class EdgeSitePlugin(WorkerPlugin):
         # Plugins given to a Worker are set up before it registers: report
         # once the stream to the scheduler is open.
         self._first_report = asyncio.ensure_future(self._report_when_connected())
-        for name, method, interval in (("edge-rescan", self.rescan, config.seconds("rescan-interval")),
-                                       ("edge-running", self._report_running, 0.1)):
+        for name, method, interval in (
+            ("edge-rescan", self.rescan, config.seconds("rescan-interval")),
+            ("edge-running", self._report_running, 0.1),
+        ):
             callback = PeriodicCallback(method, interval * 1000)
             worker.periodic_callbacks[name] = callback
             callback.start()
@@ -144,8 +154,7 @@ class EdgeSitePlugin(WorkerPlugin):
         shards = {}
         for name, decl in self.datasets.items():
             measured = self.measurements.get(name, {})
-            shards[name] = DatasetShard(dataset=name, shard=decl.shard, url=decl.url, kind=decl.kind,
-                                        **measured)
+            shards[name] = DatasetShard(dataset=name, shard=decl.shard, url=decl.url, kind=decl.kind, **measured)
         return Site(
             name=str(self.worker.name),
             address=self.worker.address,
@@ -219,8 +228,9 @@ class EdgeSitePlugin(WorkerPlugin):
         for execution, info in list(self._active.items()):
             if not info["reported"] and now - info["started"] > 0.05:
                 info["reported"] = True
-                self.worker.log_event(EXECUTION_TOPIC, protocol.execution_news(execution, info["job"], "running",
-                                                                      started=info["started"]))
+                self.worker.log_event(
+                    EXECUTION_TOPIC, protocol.execution_news(execution, info["job"], "running", started=info["started"])
+                )
 
     def execute(self, spec: dict) -> dict:
         """Run one execution, if the site's policy allows it (called from the task's thread)."""
@@ -234,12 +244,20 @@ class EdgeSitePlugin(WorkerPlugin):
         else:
             result = self._run(spec)
         decl = self.datasets.get(spec.get("dataset") or "")
-        self.audit.record(site=str(self.worker.name), job=spec["job"], execution=spec["execution"], owner=owner,
-                          dataset=spec.get("dataset"), shard=decl.shard if decl else None,
-                          kind=kind, image=image,
-                          cell_hash=audit.work_hash(spec), state=result["state"],
-                          bytes_returned=result["bytes_returned"],
-                          refused=getattr(result.get("refusal"), "rule", None))
+        self.audit.record(
+            site=str(self.worker.name),
+            job=spec["job"],
+            execution=spec["execution"],
+            owner=owner,
+            dataset=spec.get("dataset"),
+            shard=decl.shard if decl else None,
+            kind=kind,
+            image=image,
+            cell_hash=audit.work_hash(spec),
+            state=result["state"],
+            bytes_returned=result["bytes_returned"],
+            refused=getattr(result.get("refusal"), "rule", None),
+        )
         result.pop("refusal", None)
         return result
 
@@ -254,9 +272,18 @@ class EdgeSitePlugin(WorkerPlugin):
 
     def _refuse(self, spec: dict, refused: Refused) -> dict:
         now = time.time()
-        result = {"execution": spec["execution"], "state": "failed", "value": None, "error": str(refused),
-                  "error_type": "PolicyRefused", "started": None, "ended": now, "bytes_returned": 0,
-                  "outputs": [], "refusal": refused}
+        result = {
+            "execution": spec["execution"],
+            "state": "failed",
+            "value": None,
+            "error": str(refused),
+            "error_type": "PolicyRefused",
+            "started": None,
+            "ended": now,
+            "bytes_returned": 0,
+            "outputs": [],
+            "refusal": refused,
+        }
         self._final[spec["execution"]] = (_news(spec["job"], result), None)
         return result
 
@@ -281,7 +308,8 @@ class EdgeSitePlugin(WorkerPlugin):
                 outcome = self._execute_container(spec, gpus, on_output)
             else:
                 outcome = self.pool.execute(
-                    execution, self._runner_request(spec, gpus),
+                    execution,
+                    self._runner_request(spec, gpus),
                     on_output=on_output,
                     deadline=spec.get("deadline"),
                     session=None if cell is None or cell.get("fresh") else cell.get("session"),
@@ -310,11 +338,23 @@ class EdgeSitePlugin(WorkerPlugin):
         if self.containers is None:
             raise RuntimeError(f"site {self.worker.name!r} runs no containers (start it with --docker)")
         held = [g for g in self.gpus.gpus if g.index in gpus]
-        site = {"name": str(self.worker.name), "labels": self.labels,
-                "gpus": [{"index": g.index, "model": g.model} for g in held]}
-        return self.containers.execute(spec["execution"], spec["job"], spec["container"], self._declared(spec),
-                                       self.storage_options, on_output, spec.get("deadline"), gpus, site,
-                                       self.policy.result_limit_for(config.nbytes("result-limit")))
+        site = {
+            "name": str(self.worker.name),
+            "labels": self.labels,
+            "gpus": [{"index": g.index, "model": g.model} for g in held],
+        }
+        return self.containers.execute(
+            spec["execution"],
+            spec["job"],
+            spec["container"],
+            self._declared(spec),
+            self.storage_options,
+            on_output,
+            spec.get("deadline"),
+            gpus,
+            site,
+            self.policy.result_limit_for(config.nbytes("result-limit")),
+        )
 
     def _declared(self, spec: dict) -> DatasetDeclaration | None:
         decl = self.datasets.get(spec["dataset"]) if spec.get("dataset") else None
@@ -325,18 +365,26 @@ class EdgeSitePlugin(WorkerPlugin):
     def _runner_request(self, spec: dict, gpus: list[int]) -> dict:
         decl = self._declared(spec)
         held = [g for g in self.gpus.gpus if g.index in gpus]
-        work = {"payload": spec["payload"], "call": spec["call"]} if "payload" in spec else \
-            {"cell": {**spec["cell"], "idle_limit": config.seconds("session-idle")},
-             "image_limit": config.nbytes("output-image-limit")}
+        work = (
+            {"payload": spec["payload"], "call": spec["call"]}
+            if "payload" in spec
+            else {
+                "cell": {**spec["cell"], "idle_limit": config.seconds("session-idle")},
+                "image_limit": config.nbytes("output-image-limit"),
+            }
+        )
         return {
             "op": "run",
             "execution": spec["execution"],
             **work,
             "dataset": {"name": decl.name, "shard": decl.shard, "url": decl.url} if decl else None,
             "storage_options": self.storage_options,
-            "site": {"name": str(self.worker.name), "address": self.worker.address,
-                     "labels": self.labels,
-                     "gpus": [{"index": g.index, "model": g.model, "memory_total": g.memory_total} for g in held]},
+            "site": {
+                "name": str(self.worker.name),
+                "address": self.worker.address,
+                "labels": self.labels,
+                "gpus": [{"index": g.index, "model": g.model, "memory_total": g.memory_total} for g in held],
+            },
             "env": {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))} if gpus else {},
             "result_limit": self.policy.result_limit_for(config.nbytes("result-limit")),
         }
@@ -358,8 +406,9 @@ def _news(job: str, result: dict) -> dict:
     """An execution's end, for the registry: its state and timings, the gist of its error."""
     fields = {k: result[k] for k in ("started", "ended", "error_type", "bytes_returned")}
     # The registry needs the gist of an error, not the whole text.
-    return protocol.execution_news(result["execution"], job, result["state"], error=(result["error"] or "")[-2000:] or None,
-                          **fields)
+    return protocol.execution_news(
+        result["execution"], job, result["state"], error=(result["error"] or "")[-2000:] or None, **fields
+    )
 
 
 def _without_images(output: dict) -> dict:

@@ -73,8 +73,13 @@ class Policy:
             limit = None if limit is None else (parse_bytes(limit) if isinstance(limit, str) else int(limit))
         except (TypeError, ValueError):
             raise PolicyError(f"result-limit: a size such as 4MiB, not {limit!r}") from None
-        return cls(datasets=rules, cells=data.get("cells", True), images=tuple(images), result_limit=limit,
-                   output_images=data.get("output-images", True))
+        return cls(
+            datasets=rules,
+            cells=data.get("cells", True),
+            images=tuple(images),
+            result_limit=limit,
+            output_images=data.get("output-images", True),
+        )
 
     @classmethod
     def load(cls, path: str) -> Policy:
@@ -97,8 +102,10 @@ class Policy:
             rule = dataset if dataset in self.datasets else ANYONE
             owners = self.datasets[rule]
             if ANYONE not in owners and owner not in owners:
-                raise Refused(f"datasets.{rule}", f"dataset {dataset!r} is for {', '.join(owners) or 'no one'}; "
-                                                  f"this job's owner is {owner!r}")
+                raise Refused(
+                    f"datasets.{rule}",
+                    f"dataset {dataset!r} is for {', '.join(owners) or 'no one'}; this job's owner is {owner!r}",
+                )
         if image is None and not self.cells:
             allowed = ", ".join(self.images) if ANYONE not in self.images else "any image"
             raise Refused("cells", f"this site runs no arbitrary {kind}s, only container images ({allowed})")

@@ -112,8 +112,7 @@ class RunnerPool:
             return
         runner = RunnerProcess(self.env, self.preload)
         self._all.add(runner)
-        threading.Thread(target=self._await_ready, args=(runner,), daemon=True,
-                         name="edge-runner-start").start()
+        threading.Thread(target=self._await_ready, args=(runner,), daemon=True, name="edge-runner-start").start()
 
     def _await_ready(self, runner: RunnerProcess) -> None:
         try:
@@ -172,9 +171,15 @@ class RunnerPool:
             runner = self._acquire(execution, deadline, session)
             if runner is None:  # stopped while it waited for a runner: never started
                 stop = self._stops[execution]
-                return {"op": "result", "state": stop.reason, "value": None, "started": None,
-                        "ended": time.time(), "error_type": None,
-                        "error": f"{stop.reason} at the site before it started"}
+                return {
+                    "op": "result",
+                    "state": stop.reason,
+                    "value": None,
+                    "started": None,
+                    "ended": time.time(),
+                    "error_type": None,
+                    "error": f"{stop.reason} at the site before it started",
+                }
             try:
                 return self._drive(runner, execution, request, on_output, deadline)
             finally:
@@ -246,8 +251,14 @@ class RunnerPool:
             self._stops.pop(execution, None)
             self._active.discard(execution)
 
-    def _drive(self, runner: RunnerProcess, execution: str, request: dict,
-               on_output: Callable[[dict], None], deadline: float | None) -> dict:
+    def _drive(
+        self,
+        runner: RunnerProcess,
+        execution: str,
+        request: dict,
+        on_output: Callable[[dict], None],
+        deadline: float | None,
+    ) -> dict:
         grace = config.seconds("runner.interrupt-grace")
         runner.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
         if request.get("env", {}).get("CUDA_VISIBLE_DEVICES"):
@@ -287,11 +298,23 @@ class RunnerPool:
             code = None
         now = time.time()
         if stop is not None:
-            return {"op": "result", "state": stop.reason, "value": None, "error_type": "Killed",
-                    "error": f"{stop.reason} at the site; the cell did not stop on interrupt "
-                             f"within {config.seconds('runner.interrupt-grace'):g}s and was killed "
-                             "(the names its notebook had there are gone)",
-                    "started": None, "ended": now}
-        return {"op": "result", "state": "failed", "value": None, "error_type": "RunnerDied",
-                "error": f"the runner process died (exit code {code}) while running the cell",
-                "started": None, "ended": now}
+            return {
+                "op": "result",
+                "state": stop.reason,
+                "value": None,
+                "error_type": "Killed",
+                "error": f"{stop.reason} at the site; the cell did not stop on interrupt "
+                f"within {config.seconds('runner.interrupt-grace'):g}s and was killed "
+                "(the names its notebook had there are gone)",
+                "started": None,
+                "ended": now,
+            }
+        return {
+            "op": "result",
+            "state": "failed",
+            "value": None,
+            "error_type": "RunnerDied",
+            "error": f"the runner process died (exit code {code}) while running the cell",
+            "started": None,
+            "ended": now,
+        }

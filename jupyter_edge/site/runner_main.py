@@ -22,10 +22,10 @@ from multiprocessing.connection import Connection
 import cloudpickle
 
 from . import cell as cell_module
+from . import ipython_shell
 from .capture import FDCapture
 from .cell import run_cell
 from .dataset import Dataset
-from . import ipython_shell
 from .display import display, displays_to, flush_figures
 from .handle import SiteHandle
 
@@ -106,7 +106,6 @@ class Runner:
         finally:
             self._interruptible = False
 
-
     def _run_cell(self, msg: dict):
         cell = msg["cell"]
         self._reap(cell.get("idle_limit"))
@@ -151,8 +150,10 @@ class Runner:
             for mime in [m for m in data if m.startswith("image/")]:
                 if limit and len(data[mime]) > limit:
                     size = len(data.pop(mime)) * 3 // 4
-                    data["text/plain"] = (f"[{mime} of {size:,} bytes not sent: over this site's "
-                                          f"edge.output-image-limit] {data.get('text/plain', '')}")
+                    data["text/plain"] = (
+                        f"[{mime} of {size:,} bytes not sent: over this site's "
+                        f"edge.output-image-limit] {data.get('text/plain', '')}"
+                    )
             self.capture.flush_now()  # what was printed before comes before it
             self.send({"op": "output", "output": {"name": "display", "data": data}})
 
@@ -206,8 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     fd = int(argv[0])
     for module in argv[1:]:
         importlib.import_module(module)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
-                     name="edge-parent-watch").start()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="edge-parent-watch").start()
     Runner(Connection(fd)).serve()
 
 
