@@ -20,18 +20,29 @@ export interface IPollSettings {
   jobs: number;
 }
 
-export const DEFAULT_POLL: IPollSettings = { interval: 2000, maxInterval: 30000, jobs: 20 };
+export const DEFAULT_POLL: IPollSettings = {
+  interval: 2000,
+  maxInterval: 30000,
+  jobs: 20
+};
 
 /**
  * The fleet the server watches, kept fresh by a `Poll` that backs off while
  * the server fails and stands by while the sidebar is hidden.
  */
 export class EdgeFleetModel {
-  constructor(isVisible: () => boolean, settings: IPollSettings = DEFAULT_POLL) {
+  constructor(
+    isVisible: () => boolean,
+    settings: IPollSettings = DEFAULT_POLL
+  ) {
     this._settings = settings;
     this._poll = new Poll({
       factory: () => this.refresh(),
-      frequency: { interval: settings.interval, backoff: true, max: settings.maxInterval },
+      frequency: {
+        interval: settings.interval,
+        backoff: true,
+        max: settings.maxInterval
+      },
       name: 'jupyter-edge:fleet',
       // Hidden sidebar or hidden browser tab: no requests at all.
       standby: () => !isVisible() || 'when-hidden'
@@ -73,7 +84,9 @@ export class EdgeFleetModel {
   updateSettings(settings: Partial<IPollSettings>): void {
     this._settings = { ...this._settings, ...settings };
     this._poll.frequency = {
-      interval: this._settings.interval, backoff: true, max: this._settings.maxInterval
+      interval: this._settings.interval,
+      backoff: true,
+      max: this._settings.maxInterval
     };
   }
 
@@ -111,7 +124,9 @@ export class EdgeFleetModel {
 
   /** Cancel a job's unfinished executions: `POST jobs/{id}/cancel`. */
   async cancel(jobId: string): Promise<void> {
-    await requestAPI<unknown>(`jobs/${encodeURIComponent(jobId)}/cancel`, { method: 'POST' });
+    await requestAPI<unknown>(`jobs/${encodeURIComponent(jobId)}/cancel`, {
+      method: 'POST'
+    });
     await this.refreshNow();
   }
 

@@ -1,6 +1,19 @@
-import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, InputDialog, Notification } from '@jupyterlab/apputils';
-import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import {
+  ILabShell,
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  ICommandPalette,
+  InputDialog,
+  Notification
+} from '@jupyterlab/apputils';
+import {
+  INotebookTracker,
+  NotebookActions,
+  NotebookPanel
+} from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { DEFAULT_POLL } from './fleetModel';
@@ -21,7 +34,8 @@ export namespace CommandIDs {
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'The live fleet of jupyter-edge sites in a sidebar: sites, labels, datasets, GPUs, jobs.',
+  description:
+    'The live fleet of jupyter-edge sites in a sidebar: sites, labels, datasets, GPUs, jobs.',
   autoStart: true,
   requires: [INotebookTracker],
   optional: [ICommandPalette, ILayoutRestorer, ILabShell, ISettingRegistry],
@@ -34,17 +48,28 @@ const plugin: JupyterFrontEndPlugin<void> = {
     settingRegistry: ISettingRegistry | null
   ) => {
     const { commands, shell } = app;
-    const settings = settingRegistry ? await settingRegistry.load(PLUGIN_ID).catch(() => null) : null;
-    const setting = <T>(key: string, fallback: T): T => (settings?.composite[key] as T | undefined) ?? fallback;
+    const settings = settingRegistry
+      ? await settingRegistry.load(PLUGIN_ID).catch(() => null)
+      : null;
+    const setting = <T>(key: string, fallback: T): T =>
+      (settings?.composite[key] as T | undefined) ?? fallback;
 
     const sidebar = new EdgeSidebar({
-      poll: { ...DEFAULT_POLL, interval: setting('refreshInterval', DEFAULT_POLL.interval) },
+      poll: {
+        ...DEFAULT_POLL,
+        interval: setting('refreshInterval', DEFAULT_POLL.interval)
+      },
       groupBy: setting('groupBy', 'region'),
-      onInsertDataset: dataset => void commands.execute(CommandIDs.insertDatasetCell, { dataset }),
-      onCancelJob: async job => { await commands.execute(CommandIDs.cancelJob, { job }); }
+      onInsertDataset: dataset =>
+        void commands.execute(CommandIDs.insertDatasetCell, { dataset }),
+      onCancelJob: async job => {
+        await commands.execute(CommandIDs.cancelJob, { job });
+      }
     });
     settings?.changed.connect(() => {
-      sidebar.model.updateSettings({ interval: setting('refreshInterval', DEFAULT_POLL.interval) });
+      sidebar.model.updateSettings({
+        interval: setting('refreshInterval', DEFAULT_POLL.interval)
+      });
     });
     shell.add(sidebar, 'left', { rank: 750, type: 'Edge fleet' });
     restorer?.add(sidebar, sidebar.id);
@@ -85,16 +110,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     commands.addCommand(CommandIDs.insertDatasetCell, {
-      label: args => (args.dataset ? `Insert a %%edge --data ${args.dataset} Cell` : 'Insert a %%edge Cell for a Dataset'),
+      label: args =>
+        args.dataset
+          ? `Insert a %%edge --data ${args.dataset} Cell`
+          : 'Insert a %%edge Cell for a Dataset',
       execute: async args => {
         const dataset = typeof args.dataset === 'string' ? args.dataset : null;
         if (!dataset) {
-          Notification.warning('Pick a dataset in the Edge fleet sidebar to insert its cell.');
+          Notification.warning(
+            'Pick a dataset in the Edge fleet sidebar to insert its cell.'
+          );
           return;
         }
         let panel = notebooks.currentWidget;
         if (!panel) {
-          panel = (await commands.execute('notebook:create-new', { kernelName: undefined })) as NotebookPanel;
+          panel = (await commands.execute('notebook:create-new', {
+            kernelName: undefined
+          })) as NotebookPanel;
         }
         // A notebook that is still opening replaces its cells once its file has
         // loaded, which would drop a cell inserted before then.
@@ -105,7 +137,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     commands.addCommand(CommandIDs.cancelJob, {
-      label: args => (args.job ? `Cancel Edge Job ${args.job}` : 'Cancel an Edge Job'),
+      label: args =>
+        args.job ? `Cancel Edge Job ${args.job}` : 'Cancel an Edge Job',
       execute: async args => {
         const job = typeof args.job === 'string' ? args.job : null;
         if (!job) {
@@ -114,14 +147,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
         try {
           await sidebar.model.cancel(job);
         } catch (error) {
-          Notification.error(`Could not cancel job ${job}: ${error instanceof Error ? error.message : error}`);
+          Notification.error(
+            `Could not cancel job ${job}: ${error instanceof Error ? error.message : error}`
+          );
         }
       }
     });
 
     if (palette) {
       const category = 'Edge Fleet';
-      for (const command of [CommandIDs.open, CommandIDs.refresh, CommandIDs.connect]) {
+      for (const command of [
+        CommandIDs.open,
+        CommandIDs.refresh,
+        CommandIDs.connect
+      ]) {
         palette.addItem({ command, category });
       }
     }
@@ -132,7 +171,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
 function insertCell(panel: NotebookPanel, source: string): void {
   const notebook = panel.content;
   const active = notebook.activeCell;
-  const reuse = active !== null && active.model.type === 'code' && active.model.sharedModel.getSource().trim() === '';
+  const reuse =
+    active !== null &&
+    active.model.type === 'code' &&
+    active.model.sharedModel.getSource().trim() === '';
   if (!reuse) {
     NotebookActions.insertBelow(notebook);
   }

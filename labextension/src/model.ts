@@ -5,7 +5,8 @@
  * the view stays a rendering of what is here.
  */
 
-export type ConnectionStatus = 'unset' | 'connected' | 'unreachable' | 'disconnected';
+export type ConnectionStatus =
+  'unset' | 'connected' | 'unreachable' | 'disconnected';
 
 export interface IConnection {
   address: string | null;
@@ -106,10 +107,22 @@ export interface ISiteGroup {
 }
 
 /** Execution states that end an execution (see jupyter_edge/jobs.py). */
-export const TERMINAL_STATES = new Set(['done', 'failed', 'cancelled', 'timed-out', 'lost']);
+export const TERMINAL_STATES = new Set([
+  'done',
+  'failed',
+  'cancelled',
+  'timed-out',
+  'lost'
+]);
 
 /** Packages whose versions must match between the server and a site. */
-export const CHECKED_PACKAGES = ['jupyter-edge', 'dask', 'distributed', 'cloudpickle', 'python'];
+export const CHECKED_PACKAGES = [
+  'jupyter-edge',
+  'dask',
+  'distributed',
+  'cloudpickle',
+  'python'
+];
 
 // --- parsing -------------------------------------------------------------
 
@@ -151,19 +164,26 @@ export function parseConnection(value: unknown): IConnection {
     throw new ModelError('the answer has no connection');
   }
   const status = str(value.status, 'disconnected') as ConnectionStatus;
-  return { address: strOrNull(value.address), status, error: strOrNull(value.error) };
+  return {
+    address: strOrNull(value.address),
+    status,
+    error: strOrNull(value.error)
+  };
 }
 
 export function parseAnnounced(value: unknown): IAnnouncedFleet[] {
   if (!Array.isArray(value)) {
     return [];
   }
-  return value.filter(isObject).map(a => ({
-    address: str(a.address),
-    pid: num(a.pid) ?? 0,
-    embedded: a.embedded === true,
-    since: num(a.since) ?? 0
-  })).filter(a => a.address !== '');
+  return value
+    .filter(isObject)
+    .map(a => ({
+      address: str(a.address),
+      pid: num(a.pid) ?? 0,
+      embedded: a.embedded === true,
+      since: num(a.since) ?? 0
+    }))
+    .filter(a => a.address !== '');
 }
 
 function parseShard(name: string, value: unknown): IShard {
@@ -218,7 +238,9 @@ function parseContainers(value: unknown): IContainerEngine | null {
   return {
     engine: str(value.engine, 'docker'),
     version: str(value.version, '?'),
-    images: Array.isArray(value.images) ? value.images.filter((i): i is string => typeof i === 'string') : [],
+    images: Array.isArray(value.images)
+      ? value.images.filter((i): i is string => typeof i === 'string')
+      : [],
     error: strOrNull(value.error)
   };
 }
@@ -263,7 +285,9 @@ export function parseJob(value: unknown): IJob {
     created: num(value.created) ?? 0,
     state: str(value.state, 'unknown'),
     request: isObject(value.request) ? value.request : {},
-    executions: Array.isArray(value.executions) ? value.executions.map(parseExecution) : []
+    executions: Array.isArray(value.executions)
+      ? value.executions.map(parseExecution)
+      : []
   };
 }
 
@@ -320,7 +344,10 @@ export function groupSites(sites: ISite[], key: string | null): ISiteGroup[] {
  * model or a container image; `gpu` and `containers` match sites with them.
  */
 export function filterSites(sites: ISite[], text: string): ISite[] {
-  const words = text.toLowerCase().split(/\s+/).filter(w => w !== '');
+  const words = text
+    .toLowerCase()
+    .split(/\s+/)
+    .filter(w => w !== '');
   if (words.length === 0) {
     return sites;
   }
@@ -343,7 +370,11 @@ function siteTerms(site: ISite): string[] {
       terms.push('gpu', ...site.gpus.map(g => g.model));
     }
     if (site.containers) {
-      terms.push('containers', site.containers.engine, ...site.containers.images);
+      terms.push(
+        'containers',
+        site.containers.engine,
+        ...site.containers.images
+      );
     }
     terms = terms.map(t => t.toLowerCase());
     termCache.set(site, terms);
@@ -364,7 +395,8 @@ export function versionDrift(
       continue;
     }
     // Python must agree on major.minor (pickles cross the wire); the rest exactly.
-    const same = name === 'python' ? minor(mine) === minor(theirs) : mine === theirs;
+    const same =
+      name === 'python' ? minor(mine) === minor(theirs) : mine === theirs;
     if (!same) {
       drift.push({ name, site: theirs, server: mine });
     }
@@ -383,7 +415,15 @@ export function summarizeDatasets(sites: ISite[]): IDatasetSummary[] {
     for (const shard of site.datasets) {
       let summary = byName.get(shard.dataset);
       if (!summary) {
-        summary = { name: shard.dataset, kinds: [], bytes: 0, files: 0, shards: {}, sites: [], counted: new Set() };
+        summary = {
+          name: shard.dataset,
+          kinds: [],
+          bytes: 0,
+          files: 0,
+          shards: {},
+          sites: [],
+          counted: new Set()
+        };
         byName.set(shard.dataset, summary);
       }
       (summary.shards[shard.shard] ??= []).push(site.name);
@@ -434,7 +474,9 @@ export function humanBytes(bytes: number | null): string {
   let value = bytes;
   for (const unit of UNITS) {
     if (value < 1000 || unit === 'TB') {
-      return unit === 'B' ? `${value.toFixed(0)} B` : `${value.toFixed(1)} ${unit}`;
+      return unit === 'B'
+        ? `${value.toFixed(0)} B`
+        : `${value.toFixed(1)} ${unit}`;
     }
     value /= 1000;
   }

@@ -8,7 +8,10 @@ export const API_NAMESPACE = 'jupyter-edge/api';
  * Call a jupyter-edge route and return its JSON. A 4xx or 5xx throws
  * `ServerConnection.ResponseError` carrying the server's own message.
  */
-export async function requestAPI<T = unknown>(endPoint = '', init: RequestInit = {}): Promise<T> {
+export async function requestAPI<T = unknown>(
+  endPoint = '',
+  init: RequestInit = {}
+): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, API_NAMESPACE, endPoint);
   let response: Response;
@@ -27,9 +30,10 @@ export async function requestAPI<T = unknown>(endPoint = '', init: RequestInit =
     }
   }
   if (!response.ok) {
-    const message = typeof data === 'object' && data !== null && 'message' in data
-      ? String((data as { message: unknown }).message)
-      : String(data);
+    const message =
+      typeof data === 'object' && data !== null && 'message' in data
+        ? String((data as { message: unknown }).message)
+        : String(data);
     throw new ServerConnection.ResponseError(response, message);
   }
   return data as T;

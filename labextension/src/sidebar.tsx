@@ -1,4 +1,10 @@
-import { ReactWidget, SidePanel, UseSignal, refreshIcon, ToolbarButton } from '@jupyterlab/ui-components';
+import {
+  ReactWidget,
+  SidePanel,
+  UseSignal,
+  refreshIcon,
+  ToolbarButton
+} from '@jupyterlab/ui-components';
 import { AccordionPanel, Widget } from '@lumino/widgets';
 import React from 'react';
 
@@ -37,48 +43,64 @@ export class EdgeSidebar extends SidePanel {
     heading.addClass('jp-EdgeSidebar-heading');
     this.header.addWidget(heading);
 
-    this.toolbar.addItem('refresh', new ToolbarButton({
-      icon: refreshIcon,
-      tooltip: 'Refresh the fleet',
-      onClick: () => void model.refreshNow()
-    }));
+    this.toolbar.addItem(
+      'refresh',
+      new ToolbarButton({
+        icon: refreshIcon,
+        tooltip: 'Refresh the fleet',
+        onClick: () => void model.refreshNow()
+      })
+    );
 
-    this.addWidget(section('Connection', 'jp-EdgeSidebar-connection', () => (
-      <UseSignal signal={model.changed}>
-        {() => (
-          <ConnectionView
-            connection={model.fleet?.connection ?? null}
-            announced={model.announced}
-            error={model.error}
-            onConnect={async address => { await model.connect(address); }}
-          />
-        )}
-      </UseSignal>
-    )));
-    this.addWidget(section('Sites', 'jp-EdgeSidebar-sites', () => (
-      <UseSignal signal={model.changed}>
-        {() => (
-          <SitesView
-            sites={model.fleet?.sites ?? EMPTY}
-            serverVersions={model.fleet?.versions ?? {}}
-            defaultGroupBy={this._groupBy}
-            now={model.fleet?.time ?? Date.now() / 1000}
-          />
-        )}
-      </UseSignal>
-    )));
-    this.addWidget(section('Datasets', 'jp-EdgeSidebar-datasets', () => (
-      <UseSignal signal={model.changed}>
-        {() => (
-          <DatasetsView datasets={summarizeDatasets(model.fleet?.sites ?? EMPTY)} onInsert={options.onInsertDataset} />
-        )}
-      </UseSignal>
-    )));
-    this.addWidget(section('Jobs', 'jp-EdgeSidebar-jobs', () => (
-      <UseSignal signal={model.changed}>
-        {() => <JobsView jobs={model.jobs} onCancel={options.onCancelJob} />}
-      </UseSignal>
-    )));
+    this.addWidget(
+      section('Connection', 'jp-EdgeSidebar-connection', () => (
+        <UseSignal signal={model.changed}>
+          {() => (
+            <ConnectionView
+              connection={model.fleet?.connection ?? null}
+              announced={model.announced}
+              error={model.error}
+              onConnect={async address => {
+                await model.connect(address);
+              }}
+            />
+          )}
+        </UseSignal>
+      ))
+    );
+    this.addWidget(
+      section('Sites', 'jp-EdgeSidebar-sites', () => (
+        <UseSignal signal={model.changed}>
+          {() => (
+            <SitesView
+              sites={model.fleet?.sites ?? EMPTY}
+              serverVersions={model.fleet?.versions ?? {}}
+              defaultGroupBy={this._groupBy}
+              now={model.fleet?.time ?? Date.now() / 1000}
+            />
+          )}
+        </UseSignal>
+      ))
+    );
+    this.addWidget(
+      section('Datasets', 'jp-EdgeSidebar-datasets', () => (
+        <UseSignal signal={model.changed}>
+          {() => (
+            <DatasetsView
+              datasets={summarizeDatasets(model.fleet?.sites ?? EMPTY)}
+              onInsert={options.onInsertDataset}
+            />
+          )}
+        </UseSignal>
+      ))
+    );
+    this.addWidget(
+      section('Jobs', 'jp-EdgeSidebar-jobs', () => (
+        <UseSignal signal={model.changed}>
+          {() => <JobsView jobs={model.jobs} onCancel={options.onCancelJob} />}
+        </UseSignal>
+      ))
+    );
   }
 
   readonly model: EdgeFleetModel;
@@ -112,7 +134,11 @@ export class EdgeSidebar extends SidePanel {
 
 const EMPTY: never[] = [];
 
-function section(label: string, className: string, render: () => JSX.Element): ReactWidget {
+function section(
+  label: string,
+  className: string,
+  render: () => JSX.Element
+): ReactWidget {
   const widget = ReactWidget.create(render());
   widget.addClass(className);
   widget.title.label = label;

@@ -18,49 +18,154 @@ import {
   versionDrift
 } from '../src/model';
 
-const VERSIONS = { python: '3.11.7', dask: '2026.8.0', distributed: '2026.8.0', cloudpickle: '3.1.3', 'jupyter-edge': '0.1.0' };
+const VERSIONS = {
+  python: '3.11.7',
+  dask: '2026.8.0',
+  distributed: '2026.8.0',
+  cloudpickle: '3.1.3',
+  'jupyter-edge': '0.1.0'
+};
 
-function shard(dataset: string, shardName: string, bytes: number | null, kind = 'local') {
-  return { dataset, shard: shardName, url: `/data/${dataset}`, kind, bytes, files: bytes === null ? null : 2, scanned: 1, error: null };
+function shard(
+  dataset: string,
+  shardName: string,
+  bytes: number | null,
+  kind = 'local'
+) {
+  return {
+    dataset,
+    shard: shardName,
+    url: `/data/${dataset}`,
+    kind,
+    bytes,
+    files: bytes === null ? null : 2,
+    scanned: 1,
+    error: null
+  };
 }
 
-function site(name: string, labels: Record<string, string>, datasets: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+function site(
+  name: string,
+  labels: Record<string, string>,
+  datasets: Record<string, unknown>,
+  extra: Record<string, unknown> = {}
+) {
   return {
-    name, address: `tcp://127.0.0.1:${1000 + name.length}`, state: 'running', labels, datasets,
-    gpus: [], gpu_state: 'none', versions: VERSIONS, nthreads: 1, running: 0, last_seen: 100, ...extra
+    name,
+    address: `tcp://127.0.0.1:${1000 + name.length}`,
+    state: 'running',
+    labels,
+    datasets,
+    gpus: [],
+    gpu_state: 'none',
+    versions: VERSIONS,
+    nthreads: 1,
+    running: 0,
+    last_seen: 100,
+    ...extra
   };
 }
 
 const ANSWER = {
-  connection: { address: 'tcp://127.0.0.1:8786', status: 'connected', error: null },
+  connection: {
+    address: 'tcp://127.0.0.1:8786',
+    status: 'connected',
+    error: null
+  },
   versions: VERSIONS,
   time: 105,
   sites: [
-    site('paris', { region: 'eu', tier: 'store' }, { sensors: shard('sensors', 'paris', 1000), weather: shard('weather', 'eu', 200) }),
-    site('berlin', { region: 'eu', tier: 'factory' }, { sensors: shard('sensors', 'berlin', 3000), weather: shard('weather', 'eu', 200) }),
-    site('boston', { region: 'us' }, { archive: shard('archive', 'boston', 50, 's3') }, {
-      gpus: [{ index: 0, model: 'A100', memory_total: 80e9, utilization: 40, memory_used: 20e9 }], gpu_state: 'declared'
-    }),
-    site('lab', {}, {}, {
-      labels: { 'edge.executor': 'docker' },
-      containers: { engine: 'docker', version: '20.10.24', images: ['edge-python:3.11', 7] }
-    })
+    site(
+      'paris',
+      { region: 'eu', tier: 'store' },
+      {
+        sensors: shard('sensors', 'paris', 1000),
+        weather: shard('weather', 'eu', 200)
+      }
+    ),
+    site(
+      'berlin',
+      { region: 'eu', tier: 'factory' },
+      {
+        sensors: shard('sensors', 'berlin', 3000),
+        weather: shard('weather', 'eu', 200)
+      }
+    ),
+    site(
+      'boston',
+      { region: 'us' },
+      { archive: shard('archive', 'boston', 50, 's3') },
+      {
+        gpus: [
+          {
+            index: 0,
+            model: 'A100',
+            memory_total: 80e9,
+            utilization: 40,
+            memory_used: 20e9
+          }
+        ],
+        gpu_state: 'declared'
+      }
+    ),
+    site(
+      'lab',
+      {},
+      {},
+      {
+        labels: { 'edge.executor': 'docker' },
+        containers: {
+          engine: 'docker',
+          version: '20.10.24',
+          images: ['edge-python:3.11', 7]
+        }
+      }
+    )
   ]
 };
 
 describe('parseFleet', () => {
   it('reads every site, sorted by name, with shards, GPUs and heartbeat', () => {
     const fleet = parseFleet(ANSWER);
-    expect(fleet.sites.map(s => s.name)).toEqual(['berlin', 'boston', 'lab', 'paris']);
-    expect(fleet.connection).toEqual({ address: 'tcp://127.0.0.1:8786', status: 'connected', error: null });
+    expect(fleet.sites.map(s => s.name)).toEqual([
+      'berlin',
+      'boston',
+      'lab',
+      'paris'
+    ]);
+    expect(fleet.connection).toEqual({
+      address: 'tcp://127.0.0.1:8786',
+      status: 'connected',
+      error: null
+    });
     const boston = fleet.sites[1];
-    expect(boston.gpus).toEqual([{ index: 0, model: 'A100', memoryTotal: 80e9, utilization: 40, memoryUsed: 20e9 }]);
-    expect(boston.datasets[0]).toMatchObject({ dataset: 'archive', shard: 'boston', kind: 's3', bytes: 50 });
+    expect(boston.gpus).toEqual([
+      {
+        index: 0,
+        model: 'A100',
+        memoryTotal: 80e9,
+        utilization: 40,
+        memoryUsed: 20e9
+      }
+    ]);
+    expect(boston.datasets[0]).toMatchObject({
+      dataset: 'archive',
+      shard: 'boston',
+      kind: 's3',
+      bytes: 50
+    });
     expect(fleet.sites[0].lastSeen).toBe(100);
   });
 
   it('keeps an unreachable scheduler as a state, with no sites', () => {
-    const fleet = parseFleet({ connection: { address: 'tcp://gone:1', status: 'unreachable', error: 'OSError: timed out' }, sites: [] });
+    const fleet = parseFleet({
+      connection: {
+        address: 'tcp://gone:1',
+        status: 'unreachable',
+        error: 'OSError: timed out'
+      },
+      sites: []
+    });
     expect(fleet.connection.status).toBe('unreachable');
     expect(fleet.connection.error).toBe('OSError: timed out');
     expect(fleet.sites).toEqual([]);
@@ -69,20 +174,36 @@ describe('parseFleet', () => {
   it('reads which sites run containers, and which images they hold', () => {
     const sites = parseFleet(ANSWER).sites;
     expect(sites.find(s => s.name === 'lab')!.containers).toEqual({
-      engine: 'docker', version: '20.10.24', images: ['edge-python:3.11'], error: null
+      engine: 'docker',
+      version: '20.10.24',
+      images: ['edge-python:3.11'],
+      error: null
     });
     expect(sites.find(s => s.name === 'berlin')!.containers).toBeNull();
   });
 
   it('ignores fields it does not know and survives missing optional ones', () => {
-    const fleet = parseFleet({ connection: { status: 'connected' }, sites: [{ name: 'x', future: 1 }] });
-    expect(fleet.sites[0]).toMatchObject({ name: 'x', state: 'unknown', labels: {}, datasets: [], gpus: [], running: 0, lastSeen: null });
+    const fleet = parseFleet({
+      connection: { status: 'connected' },
+      sites: [{ name: 'x', future: 1 }]
+    });
+    expect(fleet.sites[0]).toMatchObject({
+      name: 'x',
+      state: 'unknown',
+      labels: {},
+      datasets: [],
+      gpus: [],
+      running: 0,
+      lastSeen: null
+    });
   });
 
   it('refuses answers that are not a fleet', () => {
     expect(() => parseFleet('nope')).toThrow(ModelError);
     expect(() => parseFleet({ sites: [] })).toThrow('no connection');
-    expect(() => parseFleet({ connection: {}, sites: [{ address: 'tcp://a:1' }] })).toThrow('without a name');
+    expect(() =>
+      parseFleet({ connection: {}, sites: [{ address: 'tcp://a:1' }] })
+    ).toThrow('without a name');
   });
 });
 
@@ -99,9 +220,19 @@ describe('groupSites', () => {
   });
 
   it('orders groups by value, not by which site came first', () => {
-    const mixed = parseFleet({ connection: { status: 'connected' }, sites: [
-      site('atlanta', { region: 'us' }, {}), site('bonn', { region: 'eu' }, {}), site('cairo', { region: 'af' }, {})] }).sites;
-    expect(groupSites(mixed, 'region').map(g => g.value)).toEqual(['af', 'eu', 'us']);
+    const mixed = parseFleet({
+      connection: { status: 'connected' },
+      sites: [
+        site('atlanta', { region: 'us' }, {}),
+        site('bonn', { region: 'eu' }, {}),
+        site('cairo', { region: 'af' }, {})
+      ]
+    }).sites;
+    expect(groupSites(mixed, 'region').map(g => g.value)).toEqual([
+      'af',
+      'eu',
+      'us'
+    ]);
   });
 
   it('makes one group of everything without a key', () => {
@@ -142,13 +273,29 @@ describe('versionDrift', () => {
   it('flags packages that differ, and Python only on major.minor', () => {
     const [s] = parseFleet({
       connection: { status: 'connected' },
-      sites: [site('old', {}, {}, { versions: { ...VERSIONS, distributed: '2025.1.0', python: '3.11.2' } })]
+      sites: [
+        site(
+          'old',
+          {},
+          {},
+          {
+            versions: { ...VERSIONS, distributed: '2025.1.0', python: '3.11.2' }
+          }
+        )
+      ]
     }).sites;
-    expect(versionDrift(s, server)).toEqual([{ name: 'distributed', site: '2025.1.0', server: '2026.8.0' }]);
+    expect(versionDrift(s, server)).toEqual([
+      { name: 'distributed', site: '2025.1.0', server: '2026.8.0' }
+    ]);
   });
 
   it('flags another Python minor version', () => {
-    const [s] = parseFleet({ connection: { status: 'connected' }, sites: [site('py', {}, {}, { versions: { ...VERSIONS, python: '3.12.1' } })] }).sites;
+    const [s] = parseFleet({
+      connection: { status: 'connected' },
+      sites: [
+        site('py', {}, {}, { versions: { ...VERSIONS, python: '3.12.1' } })
+      ]
+    }).sites;
     expect(versionDrift(s, server).map(d => d.name)).toEqual(['python']);
   });
 
@@ -160,7 +307,11 @@ describe('versionDrift', () => {
 describe('summarizeDatasets', () => {
   it('counts a replicated shard once and lists who holds each shard', () => {
     const summaries = summarizeDatasets(parseFleet(ANSWER).sites);
-    expect(summaries.map(d => d.name)).toEqual(['archive', 'sensors', 'weather']);
+    expect(summaries.map(d => d.name)).toEqual([
+      'archive',
+      'sensors',
+      'weather'
+    ]);
     const weather = summaries[2];
     expect(weather.shards).toEqual({ eu: ['berlin', 'paris'] });
     expect(weather.bytes).toBe(200);
@@ -175,25 +326,62 @@ describe('summarizeDatasets', () => {
 describe('jobs', () => {
   const answer = {
     connection: { status: 'connected' },
-    jobs: [{
-      id: 'ab12cd34', source: 'df.describe()', owner: 'ana', created: 1, state: 'running', request: { data: 'sensors' },
-      executions: [
-        { id: 'ab12cd34.0', site: 'berlin', dataset: 'sensors', shard: 'berlin', state: 'done', attempt: 1, error: null, bytes_returned: 10 },
-        { id: 'ab12cd34.1', site: 'paris', dataset: 'sensors', shard: 'paris', state: 'running', attempt: 1, error: null, bytes_returned: null }
-      ]
-    }]
+    jobs: [
+      {
+        id: 'ab12cd34',
+        source: 'df.describe()',
+        owner: 'ana',
+        created: 1,
+        state: 'running',
+        request: { data: 'sensors' },
+        executions: [
+          {
+            id: 'ab12cd34.0',
+            site: 'berlin',
+            dataset: 'sensors',
+            shard: 'berlin',
+            state: 'done',
+            attempt: 1,
+            error: null,
+            bytes_returned: 10
+          },
+          {
+            id: 'ab12cd34.1',
+            site: 'paris',
+            dataset: 'sensors',
+            shard: 'paris',
+            state: 'running',
+            attempt: 1,
+            error: null,
+            bytes_returned: null
+          }
+        ]
+      }
+    ]
   };
 
   it('parses executions and counts their states', () => {
     const [job] = parseJobs(answer);
-    expect(job.executions.map(e => [e.site, e.state])).toEqual([['berlin', 'done'], ['paris', 'running']]);
+    expect(job.executions.map(e => [e.site, e.state])).toEqual([
+      ['berlin', 'done'],
+      ['paris', 'running']
+    ]);
     expect(stateCounts(job)).toEqual({ done: 1, running: 1 });
     expect(isActive(job)).toBe(true);
   });
 
   it('knows a job whose executions all ended cannot be cancelled', () => {
-    const [job] = parseJobs({ jobs: [{ ...answer.jobs[0], executions: [
-      { ...answer.jobs[0].executions[0], state: 'timed-out' }, { ...answer.jobs[0].executions[1], state: 'lost' }] }] });
+    const [job] = parseJobs({
+      jobs: [
+        {
+          ...answer.jobs[0],
+          executions: [
+            { ...answer.jobs[0].executions[0], state: 'timed-out' },
+            { ...answer.jobs[0].executions[1], state: 'lost' }
+          ]
+        }
+      ]
+    });
     expect(isActive(job)).toBe(false);
   });
 
@@ -204,15 +392,23 @@ describe('jobs', () => {
 
 describe('helpers', () => {
   it('reads announced fleets and drops entries without an address', () => {
-    expect(parseAnnounced([{ address: 'tcp://a:1', pid: 7, embedded: true, since: 3 }, { pid: 8 }, 'x'])).toEqual([
-      { address: 'tcp://a:1', pid: 7, embedded: true, since: 3 }
-    ]);
+    expect(
+      parseAnnounced([
+        { address: 'tcp://a:1', pid: 7, embedded: true, since: 3 },
+        { pid: 8 },
+        'x'
+      ])
+    ).toEqual([{ address: 'tcp://a:1', pid: 7, embedded: true, since: 3 }]);
     expect(parseAnnounced(undefined)).toEqual([]);
   });
 
   it('writes the dataset cell the magic expects', () => {
-    expect(edgeCellSource('sensors').split('\n')[0]).toBe('%%edge --data sensors');
-    expect(edgeCellSource('odd name').split('\n')[0]).toBe('%%edge --data "odd name"');
+    expect(edgeCellSource('sensors').split('\n')[0]).toBe(
+      '%%edge --data sensors'
+    );
+    expect(edgeCellSource('odd name').split('\n')[0]).toBe(
+      '%%edge --data "odd name"'
+    );
   });
 
   it('prints bytes in the CLI units', () => {

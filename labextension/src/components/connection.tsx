@@ -32,11 +32,15 @@ export function ConnectionView(props: IConnectionProps): JSX.Element {
     <div className="jp-EdgeConnection" data-status={status}>
       <div className="jp-EdgeConnection-current">
         <span className={`jp-EdgeStatusDot jp-mod-${status}`} title={status} />
-        <span className="jp-EdgeConnection-address">{connection?.address ?? 'no fleet set'}</span>
+        <span className="jp-EdgeConnection-address">
+          {connection?.address ?? 'no fleet set'}
+        </span>
         <span className="jp-EdgeConnection-status">{status}</span>
       </div>
       {(connection?.error || props.error) && (
-        <div className="jp-EdgeConnection-error">{connection?.error ?? props.error}</div>
+        <div className="jp-EdgeConnection-error">
+          {connection?.error ?? props.error}
+        </div>
       )}
       <form
         className="jp-EdgeConnection-form"
@@ -60,7 +64,10 @@ export function ConnectionView(props: IConnectionProps): JSX.Element {
       </form>
       {failure && <div className="jp-EdgeConnection-error">{failure}</div>}
       {others.length > 0 && (
-        <ul className="jp-EdgeConnection-announced" aria-label="Fleets kernels are connected to">
+        <ul
+          className="jp-EdgeConnection-announced"
+          aria-label="Fleets kernels are connected to"
+        >
           {others.map(fleet => (
             <li key={fleet.address}>
               <button
@@ -70,7 +77,9 @@ export function ConnectionView(props: IConnectionProps): JSX.Element {
               >
                 {fleet.address}
               </button>
-              <span className="jp-EdgeMuted">{fleet.embedded ? ' embedded demo' : ' kernel'}</span>
+              <span className="jp-EdgeMuted">
+                {fleet.embedded ? ' embedded demo' : ' kernel'}
+              </span>
             </li>
           ))}
         </ul>

@@ -18,7 +18,11 @@ export interface IDatasetsProps {
 /** Datasets across the fleet; click (or drag into a notebook) for a ready cell. */
 export function DatasetsView(props: IDatasetsProps): JSX.Element {
   if (props.datasets.length === 0) {
-    return <div className="jp-EdgeMuted jp-EdgeEmpty">No site reports a dataset.</div>;
+    return (
+      <div className="jp-EdgeMuted jp-EdgeEmpty">
+        No site reports a dataset.
+      </div>
+    );
   }
   return (
     <ul className="jp-EdgeDatasets">
@@ -41,12 +45,20 @@ export function DatasetsView(props: IDatasetsProps): JSX.Element {
           <div className="jp-EdgeDataset-header">
             <span className="jp-EdgeDataset-name">{dataset.name}</span>
             <span className="jp-EdgeBadge">{dataset.kinds.join(', ')}</span>
-            <span className="jp-EdgeDataset-size">{humanBytes(dataset.bytes)}</span>
+            <span className="jp-EdgeDataset-size">
+              {humanBytes(dataset.bytes)}
+            </span>
           </div>
           <div className="jp-EdgeDataset-shards">
             {Object.entries(dataset.shards).map(([shard, sites]) => (
-              <span className="jp-EdgeDataset-shard" key={shard} title={sites.length > 1 ? 'replicas' : ''}>
-                {shard === sites[0] && sites.length === 1 ? shard : `${shard}: ${sites.join(', ')}`}
+              <span
+                className="jp-EdgeDataset-shard"
+                key={shard}
+                title={sites.length > 1 ? 'replicas' : ''}
+              >
+                {shard === sites[0] && sites.length === 1
+                  ? shard
+                  : `${shard}: ${sites.join(', ')}`}
               </span>
             ))}
           </div>
@@ -64,17 +76,31 @@ function startDragOnMove(event: React.MouseEvent, dataset: string): void {
   const startX = event.clientX;
   const startY = event.clientY;
   const move = (e: MouseEvent) => {
-    if (Math.abs(e.clientX - startX) + Math.abs(e.clientY - startY) < DRAG_THRESHOLD) {
+    if (
+      Math.abs(e.clientX - startX) + Math.abs(e.clientY - startY) <
+      DRAG_THRESHOLD
+    ) {
       return;
     }
     stop();
     const mimeData = new MimeData();
-    const cell = { cell_type: 'code', source: edgeCellSource(dataset), metadata: {}, outputs: [], execution_count: null };
+    const cell = {
+      cell_type: 'code',
+      source: edgeCellSource(dataset),
+      metadata: {},
+      outputs: [],
+      execution_count: null
+    };
     mimeData.setData(JUPYTER_CELL_MIME, [cell]);
     const image = document.createElement('div');
     image.className = 'jp-EdgeDragImage';
     image.textContent = `%%edge --data ${dataset}`;
-    const drag = new Drag({ mimeData, dragImage: image, supportedActions: 'copy', proposedAction: 'copy' });
+    const drag = new Drag({
+      mimeData,
+      dragImage: image,
+      supportedActions: 'copy',
+      proposedAction: 'copy'
+    });
     void drag.start(e.clientX, e.clientY);
   };
   const stop = () => {

@@ -1,7 +1,15 @@
 import { HTMLSelect, InputGroup, filterIcon } from '@jupyterlab/ui-components';
 import React, { useMemo, useState } from 'react';
 
-import { IGPU, ISite, filterSites, groupSites, humanBytes, labelKeys, versionDrift } from '../model';
+import {
+  IGPU,
+  ISite,
+  filterSites,
+  groupSites,
+  humanBytes,
+  labelKeys,
+  versionDrift
+} from '../model';
 
 export interface ISitesProps {
   sites: ISite[];
@@ -15,8 +23,12 @@ export function SitesView(props: ISitesProps): JSX.Element {
   const keys = useMemo(() => labelKeys(props.sites), [props.sites]);
   const [picked, setGroupBy] = useState<string | null>(null);
   const [filter, setFilter] = useState('');
-  const groupBy = picked ?? (keys.includes(props.defaultGroupBy) ? props.defaultGroupBy : '');
-  const shown = useMemo(() => filterSites(props.sites, filter), [props.sites, filter]);
+  const groupBy =
+    picked ?? (keys.includes(props.defaultGroupBy) ? props.defaultGroupBy : '');
+  const shown = useMemo(
+    () => filterSites(props.sites, filter),
+    [props.sites, filter]
+  );
   const groups = useMemo(() => groupSites(shown, groupBy), [shown, groupBy]);
 
   return (
@@ -37,7 +49,10 @@ export function SitesView(props: ISitesProps): JSX.Element {
           aria-label="Group sites by label"
           value={groupBy}
           onChange={event => setGroupBy(event.target.value)}
-          options={[{ label: 'no grouping', value: '' }, ...keys.map(k => ({ label: `by ${k}`, value: k }))]}
+          options={[
+            { label: 'no grouping', value: '' },
+            ...keys.map(k => ({ label: `by ${k}`, value: k }))
+          ]}
         />
       </div>
       <div className="jp-EdgeMuted jp-EdgeSites-count">
@@ -46,16 +61,27 @@ export function SitesView(props: ISitesProps): JSX.Element {
           : `${shown.length} of ${props.sites.length} sites`}
       </div>
       {groups.map(group => (
-        <section className="jp-EdgeSites-group" key={group.value ?? '\u0000'} data-group={group.value ?? ''}>
+        <section
+          className="jp-EdgeSites-group"
+          key={group.value ?? '\u0000'}
+          data-group={group.value ?? ''}
+        >
           {groupBy !== '' && (
             <h3 className="jp-EdgeSites-groupTitle">
-              {group.value === null ? `no ${groupBy}` : `${groupBy}=${group.value}`}
+              {group.value === null
+                ? `no ${groupBy}`
+                : `${groupBy}=${group.value}`}
               <span className="jp-EdgeMuted"> ({group.sites.length})</span>
             </h3>
           )}
           <ul className="jp-EdgeSites-list">
             {group.sites.map(site => (
-              <SiteItem key={site.address || site.name} site={site} server={props.serverVersions} now={props.now} />
+              <SiteItem
+                key={site.address || site.name}
+                site={site}
+                server={props.serverVersions}
+                now={props.now}
+              />
             ))}
           </ul>
         </section>
@@ -64,20 +90,36 @@ export function SitesView(props: ISitesProps): JSX.Element {
   );
 }
 
-function SiteItem(props: { site: ISite; server: Record<string, string>; now: number }): JSX.Element {
+function SiteItem(props: {
+  site: ISite;
+  server: Record<string, string>;
+  now: number;
+}): JSX.Element {
   const { site } = props;
   const drift = versionDrift(site, props.server);
-  const seen = site.lastSeen === null ? '' : `, seen ${Math.max(0, Math.round(props.now - site.lastSeen))} s ago`;
+  const seen =
+    site.lastSeen === null
+      ? ''
+      : `, seen ${Math.max(0, Math.round(props.now - site.lastSeen))} s ago`;
   return (
     <li className="jp-EdgeSite" data-site={site.name} data-state={site.state}>
       <div className="jp-EdgeSite-header">
-        <span className={`jp-EdgeStatusDot jp-mod-${site.state}`} title={`${site.state}${seen}`} />
-        <span className="jp-EdgeSite-name" title={site.address}>{site.name}</span>
-        {site.running > 0 && <span className="jp-EdgeSite-running">{site.running} running</span>}
+        <span
+          className={`jp-EdgeStatusDot jp-mod-${site.state}`}
+          title={`${site.state}${seen}`}
+        />
+        <span className="jp-EdgeSite-name" title={site.address}>
+          {site.name}
+        </span>
+        {site.running > 0 && (
+          <span className="jp-EdgeSite-running">{site.running} running</span>
+        )}
         {drift.length > 0 && (
           <span
             className="jp-EdgeSite-drift"
-            title={drift.map(d => `${d.name}: site ${d.site}, server ${d.server}`).join('\n')}
+            title={drift
+              .map(d => `${d.name}: site ${d.site}, server ${d.server}`)
+              .join('\n')}
           >
             versions differ
           </span>
@@ -97,9 +139,15 @@ function SiteItem(props: { site: ISite; server: Record<string, string>; now: num
               className={`jp-EdgeBadge${shard.error ? ' jp-mod-error' : ''}`}
               key={shard.dataset}
               data-dataset={shard.dataset}
-              title={shard.error ?? `${shard.dataset}@${shard.shard} (${shard.kind}): ${shard.files ?? '?'} files`}
+              title={
+                shard.error ??
+                `${shard.dataset}@${shard.shard} (${shard.kind}): ${shard.files ?? '?'} files`
+              }
             >
-              {shard.dataset} <span className="jp-EdgeBadge-size">{humanBytes(shard.bytes)}</span>
+              {shard.dataset}{' '}
+              <span className="jp-EdgeBadge-size">
+                {humanBytes(shard.bytes)}
+              </span>
             </span>
           ))}
         </div>
@@ -108,14 +156,19 @@ function SiteItem(props: { site: ISite; server: Record<string, string>; now: num
         <div className="jp-EdgeSite-containers">
           <span
             className={`jp-EdgeBadge jp-EdgeBadge-containers${site.containers.error ? ' jp-mod-error' : ''}`}
-            title={site.containers.error ?? `images: ${site.containers.images.join(', ') || 'none'}`}
+            title={
+              site.containers.error ??
+              `images: ${site.containers.images.join(', ') || 'none'}`
+            }
           >
             {`containers: ${site.containers.engine} ${site.containers.version}`}
           </span>
           <span className="jp-EdgeMuted">{` ${site.containers.images.length} image${site.containers.images.length === 1 ? '' : 's'}`}</span>
         </div>
       )}
-      {site.gpus.map(gpu => <GPUBar gpu={gpu} key={gpu.index} />)}
+      {site.gpus.map(gpu => (
+        <GPUBar gpu={gpu} key={gpu.index} />
+      ))}
     </li>
   );
 }
@@ -123,23 +176,45 @@ function SiteItem(props: { site: ISite; server: Record<string, string>; now: num
 /** One GPU: utilisation and memory as the site last sampled them. */
 function GPUBar(props: { gpu: IGPU }): JSX.Element {
   const { gpu } = props;
-  const memory = gpu.memoryUsed !== null && gpu.memoryTotal ? gpu.memoryUsed / gpu.memoryTotal : null;
+  const memory =
+    gpu.memoryUsed !== null && gpu.memoryTotal
+      ? gpu.memoryUsed / gpu.memoryTotal
+      : null;
   const live = gpu.utilization !== null;
   return (
-    <div className="jp-EdgeGPU" data-gpu={gpu.index} title={live ? 'live sample' : 'declared by the site, no live samples'}>
+    <div
+      className="jp-EdgeGPU"
+      data-gpu={gpu.index}
+      title={live ? 'live sample' : 'declared by the site, no live samples'}
+    >
       <span className="jp-EdgeGPU-name">{`GPU ${gpu.index} ${gpu.model}`}</span>
-      <Meter label="util" fraction={live ? gpu.utilization! / 100 : null} text={live ? `${gpu.utilization}%` : 'n/a'} />
+      <Meter
+        label="util"
+        fraction={live ? gpu.utilization! / 100 : null}
+        text={live ? `${gpu.utilization}%` : 'n/a'}
+      />
       <Meter
         label="mem"
         fraction={memory}
-        text={memory === null ? humanBytes(gpu.memoryTotal) : `${humanBytes(gpu.memoryUsed)} / ${humanBytes(gpu.memoryTotal)}`}
+        text={
+          memory === null
+            ? humanBytes(gpu.memoryTotal)
+            : `${humanBytes(gpu.memoryUsed)} / ${humanBytes(gpu.memoryTotal)}`
+        }
       />
     </div>
   );
 }
 
-function Meter(props: { label: string; fraction: number | null; text: string }): JSX.Element {
-  const width = props.fraction === null ? 0 : Math.min(100, Math.max(0, props.fraction * 100));
+function Meter(props: {
+  label: string;
+  fraction: number | null;
+  text: string;
+}): JSX.Element {
+  const width =
+    props.fraction === null
+      ? 0
+      : Math.min(100, Math.max(0, props.fraction * 100));
   return (
     <div className="jp-EdgeMeter">
       <span className="jp-EdgeMeter-label">{props.label}</span>
