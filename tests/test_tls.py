@@ -27,7 +27,7 @@ def cli(*args, **kwargs) -> subprocess.Popen:
 def tls_fleet(tmp_path_factory):
     root = tmp_path_factory.mktemp("tls")
     made = certs.create(root / "pki", sites=["berlin", "paris"], clients=["ana", "bob"])
-    other = certs.create(root / "other-pki", clients=["mallory"])
+    other = certs.create(root / "other-pki", sites=["rogue"], clients=["mallory"])
     scheduler_file = root / "scheduler.json"
     logs = {}
 
@@ -147,28 +147,52 @@ def test_a_plain_tcp_site_is_refused(tls_fleet, tmp_path):
         timeout=60,
     )
     assert done.returncode == 2 and "speaks TLS: give a certificate" in done.stderr, done.stderr
-    # A site that talks plain TCP to the TLS port never joins.
+    # A site that talks plain TCP to the TLS port never joins: the scheduler refuses its handshakes.
+    assert_site_refused(tls_fleet, tmp_path, plain)
+
+
+def test_a_site_of_another_ca_is_refused(tls_fleet, tmp_path):
+    assert_site_refused(tls_fleet, tmp_path, tls_fleet["address"], "--tls-dir", str(tls_fleet["other"]["site-rogue"]))
+
+
+def handshakes_refused(tls_fleet) -> int:
+    return tls_fleet["logs"]["scheduler"].read_text(errors="replace").count("TLS handshake failed")
+
+
+def assert_site_refused(tls_fleet, tmp_path, address, *flags) -> None:
+    """A site at ``address`` with ``flags`` is refused by the scheduler's TLS, and never joins."""
+    before = handshakes_refused(tls_fleet)
+    log = tmp_path / "rogue.log"
     rogue = cli(
         "worker",
-        plain,
+        address,
         "--name",
         "rogue",
         "--host",
         "127.0.0.1",
-        stdout=open(tmp_path / "rogue.log", "wb"),
+        *flags,
+        stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
     )
     try:
-        time.sleep(8)
+        deadline = time.monotonic() + 30
+        while handshakes_refused(tls_fleet) <= before:
+            assert rogue.poll() is None, f"the rogue site exited instead of being refused:\n{log.read_text()}"
+            assert time.monotonic() < deadline, (
+                "expected the scheduler to refuse the rogue site's TLS handshake within 30 s; its log:\n"
+                + tls_fleet["logs"]["scheduler"].read_text(errors="replace")[-2000:]
+            )
+            time.sleep(0.2)
         with Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["made"]["client-ana"])) as fleet:
-            assert sorted(s.name for s in fleet.sites()) == ["berlin", "paris"]
+            assert sorted(s.name for s in fleet.sites()) == ["berlin", "paris"], "the refused site joined"
     finally:
         rogue.terminate()
         rogue.wait(30)
 
 
 def test_a_client_of_another_ca_is_refused(tls_fleet):
-    with pytest.raises(OSError, match=r"over TLS.*signed by the fleet's CA"):
+    # Dask's own words for the refused handshake, not just any failure to connect.
+    with pytest.raises(OSError, match=r"over TLS: TLS certificate does not match.*signed by the fleet's CA"):
         Fleet.connect(tls_fleet["address"], tls_dir=str(tls_fleet["other"]["client-mallory"]), timeout=5)
     with pytest.raises(ValueError, match="speaks TLS: give a certificate"):
         Fleet.connect(tls_fleet["address"])
