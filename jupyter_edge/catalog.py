@@ -60,6 +60,7 @@ class Site:
     running: int = 0  # executions placed here and not finished, fleet-wide
     last_seen: float | None = None
     containers: dict | None = None  # the engine of a site started with --docker: engine, version, images
+    rtt: float | None = None  # seconds of round trip to the scheduler, as the site measures it
 
     @property
     def gpu_count(self) -> int:

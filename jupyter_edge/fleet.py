@@ -31,6 +31,7 @@ from .protocol import (
     JOB_HANDLER,
     JOB_TOPIC,
     JOBS_HANDLER,
+    RESET_HANDLER,
     Kind,
 )
 from .result import JobResult
@@ -166,7 +167,9 @@ class Fleet:
         elif kind == Kind.OUTCOME:
             job._outcomes[msg["execution"]] = msg["outcome"]
         elif kind == Kind.OUTPUT:
-            job._on_output(msg["site"], msg["outputs"])
+            job._on_output(msg["execution"], msg["site"], msg["outputs"])
+        elif kind == Kind.VALUE:
+            job._on_value_chunk(msg)
         else:
             logger.warning("job %s: news of an unknown kind %r (a newer scheduler?)", msg["job"], kind)
 
@@ -547,13 +550,12 @@ class Fleet:
         compile(source, "<edge-cell>", "exec")  # a syntax error fails here, not at every site
         return {"cell": {"source": source, "names": pack_names(names or {}), "session": session, "fresh": bool(fresh)}}
 
-    def reset_sessions(self, session: str) -> dict[str, int]:
-        """Forget ``session``'s names at every site: site -> sessions dropped."""
-        from .site.plugin import drop_sessions
-
-        found = self.client.run(drop_sessions, [session])
-        names = {s.address: s.name for s in self.catalog()}
-        return {names.get(address, address): count for address, count in found.items()}
+    def reset_sessions(self, session: str, timeout: float = 10.0) -> dict[str, int | None]:
+        """Forget ``session``'s names at every site: site -> sessions it dropped,
+        ``None`` for a site that did not answer within ``timeout`` (asked and
+        answered over each site's own connection: nothing dials a site)."""
+        found = self._call(RESET_HANDLER, sessions=[session], timeout=timeout)
+        return {**found["dropped"], **dict.fromkeys(found["unanswered"])}
 
     def _start(
         self, work: dict, request: Request, timeout, retries, source: str, supervise_in_thread: bool, on_output=None

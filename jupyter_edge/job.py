@@ -22,7 +22,7 @@ from distributed.client import FIRST_COMPLETED, Future, FuturesCancelledError
 
 from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import Placement, PlacementError, Request
-from .protocol import ANNOTATION, EXECUTION_TOPIC, execution_news, job_annotation
+from .protocol import ANNOTATION, EXECUTION_TOPIC, execution_news, job_annotation, value_ack
 from .result import JobResult
 from .site.plugin import run_execution
 
@@ -65,7 +65,10 @@ class Job:
         self._futures: dict[str, Future] = {}  # execution id -> its task's future
         self._by_id: dict[str, Execution] = {}
         self._values: dict[str, Any] = {}
-        self._outcomes: dict[str, dict] = {}  # small results that came with their task's end
+        # What sites sent on their own streams (nothing is gathered from a site):
+        self._outcomes: dict[str, dict] = {}  # execution id -> its outcome, sent with its task's end
+        self._outputs: dict[str, list[dict]] = {}  # execution id -> its output, batch by batch
+        self._chunks: dict[str, list[bytes]] = {}  # execution id -> its large value's chunks so far
         self._superseded: set[str] = set()
         self._handled: set[str] = set()
         self._lock = threading.Lock()  # _futures is read by cancel() from other threads
@@ -196,12 +199,23 @@ class Job:
             except Exception:
                 logger.exception("job %s: state handler failed", self.id)
 
-    def _on_output(self, site: str, outputs: list[dict]) -> None:
+    def _on_output(self, execution: str, site: str, outputs: list[dict]) -> None:
+        self._outputs.setdefault(execution, []).extend(outputs)
         if self.on_output is not None:
             try:
                 self.on_output(site, outputs)
             except Exception:  # a display that fails must not stop the job
                 logger.exception("job %s: live output handler failed", self.id)
+
+    def _on_value_chunk(self, msg: dict) -> None:
+        """A chunk of a large value (on the client's event loop): keep it, and say so,
+        which lets the site send another (see site/transfer.py)."""
+        chunks = self._chunks.setdefault(msg["execution"], [])
+        if msg["seq"] != len(chunks):  # a stream keeps order; anything else is a bug upstream
+            logger.error("job %s: chunk %s of %s arrived out of order", self.id, msg["seq"], msg["execution"])
+            return
+        chunks.append(msg["data"])
+        self.fleet.client._send_to_scheduler(value_ack(self.id, msg["execution"], msg["seq"]))
 
     def _follow(self) -> None:
         while True:
@@ -295,22 +309,40 @@ class Job:
         )
 
     def _collect(self) -> None:
-        finished = [i for i, f in self._futures.items() if f.status == "finished"]
-        missing = [i for i in finished if i not in self._outcomes]
-        if missing:  # larger results stay at the site until asked for
-            gathered = self.fleet.client.gather([self._futures[i] for i in missing], errors="skip")
-            self._outcomes.update(zip(missing, gathered, strict=True))
-        for ex_id in finished:
-            outcome = self._outcomes.pop(ex_id)
-            ex = self._by_id[ex_id]
-            ex.outputs = list(outcome["outputs"])  # a list, whichever way it came
+        """Each finished execution's result, from what its site sent over its own
+        connection: the outcome with the task's end, a large value in chunks before it."""
+        for ex_id, ex in self._by_id.items():
+            ex.outputs = self._outputs.pop(ex_id, [])
+            future = self._futures.get(ex_id)
+            if future is None or future.status != "finished":
+                self._chunks.pop(ex_id, None)
+                continue
+            outcome = self._outcomes.pop(ex_id, None)
+            if outcome is None:  # a finished task always sends its outcome first, on the same stream
+                ex.apply(
+                    {
+                        "state": State.FAILED,
+                        "ended": time.time(),
+                        "error_type": "ResultLost",
+                        "error": "the site finished, but its result never reached this notebook",
+                    }
+                )
+                continue
             ex.apply({k: outcome[k] for k in ("state", "started", "ended", "error", "error_type", "bytes_returned")})
-            if ex.state == State.DONE:
-                try:
-                    self._values[ex_id] = cloudpickle.loads(outcome["value"])
-                except Exception as e:
-                    ex.state, ex.error_type = State.FAILED, type(e).__name__
-                    ex.error = f"the value arrived but cannot be unpickled in this process: {e!r}"
+            if ex.state != State.DONE:
+                continue
+            value = outcome["value"]
+            if value is None:
+                value = b"".join(self._chunks.pop(ex_id, []))
+            if len(value) != outcome["bytes_returned"]:
+                ex.state, ex.error_type = State.FAILED, "ResultLost"
+                ex.error = f"the value arrived incomplete: {len(value):,} of {outcome['bytes_returned']:,} bytes"
+                continue
+            try:
+                self._values[ex_id] = cloudpickle.loads(value)
+            except Exception as e:
+                ex.state, ex.error_type = State.FAILED, type(e).__name__
+                ex.error = f"the value arrived but cannot be unpickled in this process: {e!r}"
 
     # --- the public face ------------------------------------------------------
 

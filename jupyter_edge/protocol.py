@@ -6,20 +6,31 @@ built here, by one constructor per kind, and carries its kind explicitly, so no
 receiver has to guess a message's meaning from which keys it happens to hold.
 New messages belong in this module.
 
+Nothing here ever opens a connection to a site: sites sit behind NAT and
+firewalls. Everything a site sends goes on the connections it opened (its
+worker stream and its event topics), and everything it is sent comes back on
+its worker stream, through the scheduler (``Scheduler.worker_send``). A client
+never gathers a value from a site (Dask would dial the site for that): values
+come to it in outcomes, or in chunks with flow control.
+
 Who sends what::
 
-    site -> scheduler      SITE_TOPIC        site_report
-    site -> scheduler      EXECUTION_TOPIC   execution_news (running, and each end)
-    client -> scheduler    EXECUTION_TOPIC   execution_news (what only the client knows:
-                                             a timeout, a cancel)
-    site -> scheduler      OUTPUT_OP stream  output_batch, outcome
-    scheduler -> a job's   JOB_TOPIC         output_batch, outcome, state_news
+    site -> scheduler       SITE_TOPIC          site_report
+    site -> scheduler       EXECUTION_TOPIC     execution_news (running, and each end)
+    client -> scheduler     EXECUTION_TOPIC     execution_news (what only the client knows:
+                                                a timeout, a cancel)
+    site -> scheduler       OUTPUT_OP stream    output_batch, outcome, value_chunk
+    scheduler -> a job's    JOB_TOPIC           output_batch, outcome, value_chunk, state_news
       own client
-    scheduler -> clients   CATALOG_TOPIC     catalog_changed
-    client -> scheduler    handlers          CATALOG_HANDLER, JOBS_HANDLER, JOB_HANDLER,
-                                             CANCEL_HANDLER (request/response)
-    client -> scheduler    task annotation   ANNOTATION: job_annotation (a job registers
-                                             with its tasks)
+    client -> scheduler     VALUE_ACK_OP stream value_ack (a chunk arrived: the site may send
+      -> the site                               another)
+    scheduler -> clients    CATALOG_TOPIC       catalog_changed
+    client -> scheduler     handlers            CATALOG_HANDLER, JOBS_HANDLER, JOB_HANDLER,
+                                                CANCEL_HANDLER, RESET_HANDLER (request/response)
+    scheduler -> each site  DROP_SESSIONS_OP    drop_sessions (forget a notebook's names)
+    site -> scheduler       SESSIONS_DROPPED_OP sessions_dropped (how many it held)
+    client -> scheduler     task annotation     ANNOTATION: job_annotation (a job registers
+                                                with its tasks)
 """
 
 from __future__ import annotations
@@ -45,6 +56,14 @@ CATALOG_HANDLER = "edge_catalog"
 JOBS_HANDLER = "edge_jobs"
 JOB_HANDLER = "edge_job"
 CANCEL_HANDLER = "edge_cancel"
+RESET_HANDLER = "edge_reset"
+
+#: Client stream op, relayed to the site's stream: a chunk of a value arrived.
+VALUE_ACK_OP = "edge-value-ack"
+#: Scheduler -> site stream op: forget these notebooks' names; the site answers
+#: with ``SESSIONS_DROPPED_OP`` on its own stream.
+DROP_SESSIONS_OP = "edge-drop-sessions"
+SESSIONS_DROPPED_OP = "edge-sessions-dropped"
 
 #: The Dask annotation that carries an execution's record with its task.
 ANNOTATION = "edge"
@@ -65,6 +84,7 @@ class Kind:
     OUTPUT = "output"  # a batch of an execution's stdout/stderr/displays
     OUTCOME = "outcome"  # an execution's whole result, sent with its task's end when small
     STATE = "state"  # an execution's new state, as the registry recorded it
+    VALUE = "value"  # one chunk of a value too large to travel with its outcome
 
 
 def execution_key(execution: str) -> str:
@@ -106,9 +126,38 @@ def output_batch(job: str, execution: str, site: str, outputs: list[dict]) -> di
 
 
 def outcome(job: str, execution: str, site: str, result: dict) -> dict:
-    """An execution's whole result (value bytes included), when small enough to travel
-    with its task's end (``INLINE_RESULT``)."""
+    """An execution's result, sent with its task's end: state, timings, error and
+    ``bytes_returned``, and its ``value`` bytes when they are small
+    (``INLINE_RESULT``); else ``value`` is ``None`` and the value went before, in
+    ``value_chunk``s. Its output went before too, in ``output_batch``es."""
     return {"op": OUTPUT_OP, "kind": Kind.OUTCOME, "job": job, "execution": execution, "site": site, "outcome": result}
+
+
+def value_chunk(job: str, execution: str, site: str, seq: int, data: bytes, last: bool) -> dict:
+    """Chunk ``seq`` of an execution's value (the client acknowledges each with ``value_ack``)."""
+    return {
+        "op": OUTPUT_OP,
+        "kind": Kind.VALUE,
+        "job": job,
+        "execution": execution,
+        "site": site,
+        "seq": seq,
+        "data": data,
+        "last": last,
+    }
+
+
+def value_ack(job: str, execution: str, seq: int) -> dict:
+    """The client has chunk ``seq`` of an execution's value."""
+    return {"op": VALUE_ACK_OP, "job": job, "execution": execution, "seq": seq}
+
+
+def drop_sessions(request: str, sessions: list[str]) -> dict:
+    return {"op": DROP_SESSIONS_OP, "request": request, "sessions": list(sessions)}
+
+
+def sessions_dropped(request: str, site: str, count: int) -> dict:
+    return {"op": SESSIONS_DROPPED_OP, "request": request, "site": site, "count": count}
 
 
 def state_news(job: str, execution: str, site: str, state: str, started: float | None, ended: float | None) -> dict:

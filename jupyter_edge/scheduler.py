@@ -16,7 +16,9 @@ anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 import time
 from collections import OrderedDict
 
@@ -36,12 +38,17 @@ from .protocol import (
     JOB_TOPIC,
     JOBS_HANDLER,
     OUTPUT_OP,
+    RESET_HANDLER,
+    SESSIONS_DROPPED_OP,
     SITE_TOPIC,
+    VALUE_ACK_OP,
     catalog_changed,
+    drop_sessions,
     execution_of,
     is_site_report,
     job_event,
     state_news,
+    value_ack,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,17 +66,23 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         self.executions: dict[str, Execution] = {}  # unfinished, by id
         self.owners: dict[str, str] = {}  # job id -> the Dask client that submitted it
         self.catalog_version = 0
+        self._resets: dict[str, dict] = {}  # request -> the sites yet to answer, and their answers
         self.scheduler = None
 
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
+        # Stream ops: from sites (output, outcomes, value chunks, sessions dropped) and
+        # from clients (value chunks received), on the connections each opened.
         scheduler.stream_handlers[OUTPUT_OP] = self.handle_output
+        scheduler.stream_handlers[VALUE_ACK_OP] = self.handle_value_ack
+        scheduler.stream_handlers[SESSIONS_DROPPED_OP] = self.handle_sessions_dropped
         scheduler.handlers.update(
             {
                 CATALOG_HANDLER: self.handle_catalog,
                 JOBS_HANDLER: self.handle_jobs,
                 JOB_HANDLER: self.handle_job,
                 CANCEL_HANDLER: self.handle_cancel_request,
+                RESET_HANDLER: self.handle_reset,
             }
         )
         # Sites that reported before this plugin was installed are not forgotten.
@@ -134,6 +147,39 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
     def handle_output(self, job: str, **msg) -> None:
         """A batch of a running execution's output, or its small outcome: straight on to its client."""
         self._to_owner(job, job_event({"job": job, **msg}))
+
+    def handle_value_ack(self, job: str, execution: str, seq: int, client: str | None = None, **_) -> None:
+        """A client has a chunk of a value: the site may send another (on its own stream)."""
+        ex = self.executions.get(execution)
+        if ex is None or self.owners.get(job) != client or ex.address not in self.scheduler.stream_comms:
+            return
+        self.scheduler.worker_send(ex.address, value_ack(job, execution, seq))
+
+    async def handle_reset(self, sessions: list[str], timeout: float = 10.0) -> dict:
+        """``edge_reset``: every site forgets ``sessions``' names. Asked and answered on
+        the sites' own streams; a site that does not answer within ``timeout`` is named."""
+        request = secrets.token_hex(6)
+        asked = {a: r["name"] for a, r in self.reports.items() if a in self.scheduler.stream_comms}
+        waiting = {"pending": set(asked.values()), "dropped": {}, "answered": asyncio.Event()}
+        self._resets[request] = waiting
+        try:
+            for address in asked:
+                self.scheduler.worker_send(address, drop_sessions(request, sessions))
+            if waiting["pending"]:
+                await asyncio.wait_for(waiting["answered"].wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._resets.pop(request, None)
+        return {"dropped": waiting["dropped"], "unanswered": sorted(waiting["pending"])}
+
+    def handle_sessions_dropped(self, request: str, site: str, count: int, **_) -> None:
+        waiting = self._resets.get(request)
+        if waiting is not None:
+            waiting["dropped"][site] = count
+            waiting["pending"].discard(site)
+            if not waiting["pending"]:
+                waiting["answered"].set()
 
     def _to_owner(self, job: str, msg: dict) -> None:
         """Live news of a job (output, states) for the client that submitted it, and no one else."""
@@ -262,6 +308,8 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                     "last_seen": ws.last_seen,
                     "running": running.get(report["name"], 0),
                     "gpus": gpus,
+                    # The site's round trip to the scheduler, as it measured it on its last heartbeat.
+                    "rtt": (ws.metrics or {}).get("edge-rtt"),
                 }
             )
         return models

@@ -7,6 +7,7 @@ logic lives there, so scripts and tests can use it without a kernel.
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 import uuid
 
@@ -159,6 +160,13 @@ class EdgeMagics(Magics):
     def _edge_reset(self, rest: str):
         dropped = self._connected().reset_sessions(self.session)
         print(f"forgot this notebook's names at {sum(1 for n in dropped.values() if n)} site(s)")
+        silent = sorted(site for site, n in dropped.items() if n is None)
+        if silent:
+            print(
+                f"no answer from {', '.join(silent)}: this notebook's names there are forgotten after "
+                "edge.session-idle unused",
+                file=sys.stderr,
+            )
 
     @magic_arguments()
     @run_options

@@ -19,7 +19,16 @@ from tornado.ioloop import PeriodicCallback
 
 from .. import config, protocol
 from ..catalog import DatasetShard, Site
-from ..protocol import EXECUTION_TOPIC, EXECUTOR_LABEL, INLINE_RESULT, JOB_HANDLER, RESERVED_PREFIX, SITE_TOPIC
+from ..protocol import (
+    DROP_SESSIONS_OP,
+    EXECUTION_TOPIC,
+    EXECUTOR_LABEL,
+    INLINE_RESULT,
+    JOB_HANDLER,
+    RESERVED_PREFIX,
+    SITE_TOPIC,
+    VALUE_ACK_OP,
+)
 from ..versions import versions
 from . import audit
 from .audit import AuditLog
@@ -28,6 +37,7 @@ from .dataset import DatasetDeclaration, scan
 from .gpu import GPUInventory, GPUState, discover_gpus
 from .policy import Policy, Refused
 from .runner import RunnerPool
+from .transfer import TransferStopped, ValueSender
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +90,7 @@ class EdgeSitePlugin(WorkerPlugin):
         self.measurements: dict[str, dict] = {}
         self.worker = None
         self.pool: RunnerPool | None = None
+        self.values: ValueSender | None = None  # large values on their way to notebooks
         self._active: dict[str, dict] = {}  # execution -> {"job", "started", "reported"}
         self._final: dict[str, dict] = {}  # execution -> its last event, sent with its task's end
 
@@ -104,6 +115,12 @@ class EdgeSitePlugin(WorkerPlugin):
         env = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus.count else {}
         self.pool = RunnerPool(worker.state.nthreads, env=env)
         self.pool.start()
+        self.values = ValueSender(post=lambda msg: worker.loop.add_callback(worker.batched_send, msg))
+        # What the scheduler sends this site comes on the stream the site opened.
+        worker.stream_handlers[VALUE_ACK_OP] = self._on_value_ack
+        worker.stream_handlers[DROP_SESSIONS_OP] = self._on_drop_sessions
+        # The round trip to the scheduler, as the worker measures it on each heartbeat.
+        worker.metrics["edge-rtt"] = lambda w: w.latency
         if self.docker:
             await asyncio.to_thread(self._start_containers, str(worker.name))
         await self.rescan(report=False)
@@ -208,18 +225,28 @@ class EdgeSitePlugin(WorkerPlugin):
         if execution is None:
             return
         if finish in ("cancelled", "released", "forgotten") and self.pool is not None:
-            # Dask cancelled a task that is running here: stop its runner (or container) for real.
+            # Dask cancelled a task that is running here: stop its runner (or container) for real,
+            # or the transfer of its value (a timeout, a cancel, its notebook gone).
             self.pool.stop(execution, "cancelled")
             if self.containers is not None:
                 self.containers.stop(execution, "cancelled")
+            self.values.stop(execution, "the job stopped (cancelled, timed out, or its notebook went away)")
         final = self._final.pop(execution, None)
         if final is not None:
             # Sent on the event loop with the task's own end, so that they share
             # its batch instead of opening ones of their own.
-            event, inline = final
+            event, outcome = final
             self.worker.log_event(EXECUTION_TOPIC, event)
-            if inline is not None and finish == "memory":
-                self.worker.batched_send(inline)
+            if finish == "memory":
+                self.worker.batched_send(outcome)
+
+    def _on_value_ack(self, execution: str, seq: int, **_) -> None:
+        self.values.acknowledged(execution, seq)
+
+    def _on_drop_sessions(self, request: str, sessions: list[str], **_) -> None:
+        """Forget notebooks' names (``%edge reset``), and say how many were here."""
+        count = self.pool.drop_sessions(list(sessions)) if self.pool is not None else 0
+        self.worker.batched_send(protocol.sessions_dropped(request, str(self.worker.name), count))
 
     def _report_running(self) -> None:
         """Tell the registry which executions have been running a while; the
@@ -233,16 +260,23 @@ class EdgeSitePlugin(WorkerPlugin):
                 )
 
     def execute(self, spec: dict) -> dict:
-        """Run one execution, if the site's policy allows it (called from the task's thread)."""
+        """Run one execution, if the site's policy allows it, and deliver its result
+        (called from the task's thread). The task's own result is only a summary:
+        the notebook gets the result over the site's stream (see ``_deliver``)."""
         owner = self._owner(spec)
         kind = audit.work_kind(spec)
         image = spec["container"]["image"] if "container" in spec else None
+        self.values.expect(spec["execution"])
         try:
-            self.policy.check(owner, spec.get("dataset"), kind, image)
-        except Refused as refused:
-            result = self._refuse(spec, refused)
-        else:
-            result = self._run(spec)
+            try:
+                self.policy.check(owner, spec.get("dataset"), kind, image)
+            except Refused as refused:
+                result = self._refuse(spec, refused)
+            else:
+                result = self._run(spec)
+            self._deliver(spec, result)
+        finally:
+            self.values.done(spec["execution"])
         decl = self.datasets.get(spec.get("dataset") or "")
         self.audit.record(
             site=str(self.worker.name),
@@ -258,8 +292,25 @@ class EdgeSitePlugin(WorkerPlugin):
             bytes_returned=result["bytes_returned"],
             refused=getattr(result.get("refusal"), "rule", None),
         )
-        result.pop("refusal", None)
-        return result
+        return {"execution": result["execution"], "state": result["state"]}
+
+    def _deliver(self, spec: dict, result: dict) -> None:
+        """Send the result on the site's own stream: a small value with its outcome,
+        a large one in chunks first (nothing gathers from a site; see site/transfer.py).
+        The outcome and the registry's news go with the task's end (``transition``)."""
+        execution, site = spec["execution"], str(self.worker.name)
+        value = result["value"]
+        if value is not None and len(value) > INLINE_RESULT:
+            try:
+                self.values.send(spec["job"], execution, site, value, spec.get("deadline"))
+            except TransferStopped as stopped:
+                result.update(
+                    state="failed", error=f"the value was not delivered: {stopped}", error_type="TransferStopped"
+                )
+            value = None
+        outcome = {k: v for k, v in result.items() if k != "refusal"}
+        outcome["value"] = value
+        self._final[execution] = (_news(spec["job"], result), protocol.outcome(spec["job"], execution, site, outcome))
 
     def _owner(self, spec: dict) -> str:
         """Who the job is for. Where the policy names owners, the scheduler's
@@ -281,15 +332,12 @@ class EdgeSitePlugin(WorkerPlugin):
             "started": None,
             "ended": now,
             "bytes_returned": 0,
-            "outputs": [],
             "refusal": refused,
         }
-        self._final[spec["execution"]] = (_news(spec["job"], result), None)
         return result
 
     def _run(self, spec: dict) -> dict:
         execution = spec["execution"]
-        outputs: list[dict] = []
         gpus = self._take_gpus(spec.get("gpus", 0))
         self._active[execution] = {"job": spec["job"], "started": time.time(), "reported": False}
         cell = spec.get("cell")
@@ -299,7 +347,6 @@ class EdgeSitePlugin(WorkerPlugin):
             # The runner batches output (capture.FLUSH_INTERVAL); each batch goes out live.
             if not self.policy.output_images and output.get("name") == "display":
                 output = _without_images(output)
-            outputs.append(output)
             msg = protocol.output_batch(spec["job"], execution, site, [output])
             self.worker.loop.add_callback(self.worker.batched_send, msg)
 
@@ -327,11 +374,7 @@ class EdgeSitePlugin(WorkerPlugin):
             "started": outcome.get("started"),
             "ended": outcome.get("ended"),
             "bytes_returned": len(value) if value is not None else 0,
-            "outputs": outputs,
         }
-        size = len(value or b"") + sum(len(o.get("text", "")) for o in outputs)
-        inline = protocol.outcome(spec["job"], execution, site, result) if size <= INLINE_RESULT else None
-        self._final[execution] = (_news(spec["job"], result), inline)
         return result
 
     def _execute_container(self, spec: dict, gpus: list[int], on_output) -> dict:
@@ -417,12 +460,6 @@ def _without_images(output: dict) -> dict:
     if len(data) != len(output.get("data", {})):
         data["text/plain"] = "[an image stayed at the site: its policy sets output-images: false]"
     return {**output, "data": data}
-
-
-def drop_sessions(sessions: list[str], dask_worker=None) -> int:
-    """Forget a notebook's names at this site (``client.run`` target)."""
-    plugin = dask_worker.plugins.get(EdgeSitePlugin.name)
-    return plugin.pool.drop_sessions(list(sessions)) if plugin is not None and plugin.pool else 0
 
 
 def run_execution(spec: dict) -> dict:
