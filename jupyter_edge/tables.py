@@ -29,8 +29,17 @@ def sites_table(catalog: Catalog) -> str:
         labels = ",".join(f"{k}={v}" for k, v in sorted(site.labels.items())) or "-"
         datasets = ",".join(f"{d.dataset}@{d.shard}" for d in site.datasets.values()) or "-"
         gpus = str(site.gpu_count) + (f" ({site.gpus[0].model})" if site.gpus else "")
-        rows.append([site.name, site.address, site.state, labels, datasets, gpus, str(site.running)])
-    return text_table(["SITE", "ADDRESS", "STATE", "LABELS", "DATASETS", "GPUS", "RUNNING"], rows)
+        rows.append(
+            [site.name, site.address, site.state, round_trip(site.rtt), labels, datasets, gpus, str(site.running)]
+        )
+    return text_table(["SITE", "ADDRESS", "STATE", "RTT", "LABELS", "DATASETS", "GPUS", "RUNNING"], rows)
+
+
+def round_trip(seconds: float | None) -> str:
+    """A site's round trip to the scheduler: ``4 ms``, ``310 ms``, ``1.2 s``, or ``?``."""
+    if seconds is None:
+        return "?"
+    return f"{max(1, round(seconds * 1000))} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def datasets_table(catalog: Catalog) -> str:

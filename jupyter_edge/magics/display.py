@@ -16,7 +16,7 @@ from IPython.display import display
 from ..catalog import Catalog
 from ..jobs import JobError, State
 from ..result import JobResult
-from ..tables import datasets_table, human_bytes, sites_table, text_table
+from ..tables import datasets_table, human_bytes, round_trip, sites_table, text_table
 from ..versions import versions
 from .live import METADATA_KEY, LiveOutput
 
@@ -157,6 +157,7 @@ def sites_view(catalog: Catalog) -> Table:
             [
                 site.name,
                 site.state,
+                round_trip(site.rtt),
                 ",".join(f"{k}={v}" for k, v in sorted(site.labels.items())) or "-",
                 ", ".join(f"{d.dataset} ({human_bytes(d.bytes)})" for d in site.datasets.values()) or "-",
                 f"{site.gpu_count}" + (f" x {site.gpus[0].model}" if site.gpus else ""),
@@ -165,7 +166,8 @@ def sites_view(catalog: Catalog) -> Table:
             ]
         )
     text = sites_table(catalog) + ("\n" + "\n".join(notes) if notes else "")
-    return Table(text, rows, ["site", "state", "labels", "datasets", "GPUs", "running", "versions"], flagged)
+    headers = ["site", "state", "round trip", "labels", "datasets", "GPUs", "running", "versions"]
+    return Table(text, rows, headers, flagged)
 
 
 def datasets_view(catalog: Catalog) -> Table:

@@ -58,6 +58,8 @@ export interface ISite {
   running: number;
   lastSeen: number | null;
   containers: IContainerEngine | null;
+  /** Seconds of round trip to the scheduler, as the site measures it. */
+  rtt: number | null;
 }
 
 export interface IFleet {
@@ -227,7 +229,8 @@ export function parseSite(value: unknown): ISite {
     versions: strings(value.versions),
     running: num(value.running) ?? 0,
     lastSeen: num(value.last_seen),
-    containers: parseContainers(value.containers)
+    containers: parseContainers(value.containers),
+    rtt: num(value.rtt)
   };
 }
 
@@ -442,6 +445,14 @@ export function summarizeDatasets(sites: ISite[]): IDatasetSummary[] {
   return [...byName.values()]
     .map(({ counted: _counted, ...summary }) => summary)
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** A round trip for people: `4 ms`, `310 ms`, `1.2 s`. */
+export function formatRoundTrip(seconds: number): string {
+  if (seconds < 1) {
+    return `${Math.max(1, Math.round(seconds * 1000))} ms`;
+  }
+  return `${seconds.toFixed(1)} s`;
 }
 
 /** Execution states of a job, counted: `{done: 3, running: 1}`. */

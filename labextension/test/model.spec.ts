@@ -6,6 +6,7 @@ import {
   ModelError,
   edgeCellSource,
   filterSites,
+  formatRoundTrip,
   groupSites,
   humanBytes,
   isActive,
@@ -155,6 +156,19 @@ describe('parseFleet', () => {
       bytes: 50
     });
     expect(fleet.sites[0].lastSeen).toBe(100);
+  });
+
+  it("reads each site's round trip to the scheduler, when it has one", () => {
+    const answer = {
+      ...ANSWER,
+      sites: [site('far', {}, {}, { rtt: 0.312 }), site('new', {}, {})]
+    };
+    const [far, fresh] = parseFleet(answer).sites;
+    expect(far.rtt).toBe(0.312);
+    expect(fresh.rtt).toBeNull();
+    expect(formatRoundTrip(0.312)).toBe('312 ms');
+    expect(formatRoundTrip(0.0002)).toBe('1 ms');
+    expect(formatRoundTrip(1.25)).toBe('1.3 s');
   });
 
   it('keeps an unreachable scheduler as a state, with no sites', () => {

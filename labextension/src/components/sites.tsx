@@ -5,6 +5,7 @@ import {
   IGPU,
   ISite,
   filterSites,
+  formatRoundTrip,
   groupSites,
   humanBytes,
   labelKeys,
@@ -111,6 +112,14 @@ function SiteItem(props: {
         <span className="jp-EdgeSite-name" title={site.address}>
           {site.name}
         </span>
+        {site.rtt !== null && (
+          <span
+            className="jp-EdgeSite-rtt"
+            title="Round trip to the scheduler, as the site measures it"
+          >
+            {formatRoundTrip(site.rtt)}
+          </span>
+        )}
         {site.running > 0 && (
           <span className="jp-EdgeSite-running">{site.running} running</span>
         )}
