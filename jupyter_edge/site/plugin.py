@@ -36,6 +36,7 @@ from .containers import ContainerEngine
 from .dataset import DatasetDeclaration, scan
 from .gpu import GPUInventory, GPUState, discover_gpus
 from .policy import Policy, Refused
+from .round_trip import RoundTrip
 from .runner import RunnerPool
 from .transfer import TransferStopped, ValueSender
 
@@ -119,8 +120,8 @@ class EdgeSitePlugin(WorkerPlugin):
         # What the scheduler sends this site comes on the stream the site opened.
         worker.stream_handlers[VALUE_ACK_OP] = self._on_value_ack
         worker.stream_handlers[DROP_SESSIONS_OP] = self._on_drop_sessions
-        # The round trip to the scheduler, as the worker measures it on each heartbeat.
-        worker.metrics["edge-rtt"] = lambda w: w.latency
+        # The round trip to the scheduler, from the worker's own heartbeats.
+        worker.metrics["edge-rtt"] = RoundTrip()
         if self.docker:
             await asyncio.to_thread(self._start_containers, str(worker.name))
         await self.rescan(report=False)
