@@ -120,6 +120,21 @@ def edge_shell(fleet, ipshell):
     ipshell.run_line_magic("edge", "disconnect")
 
 
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory):
+    """A dockerd of the tests' own with the Python image imported (tests/dockerd.py)."""
+    from dockerd import IMAGE, Engine, python_rootfs, require_docker
+
+    require_docker()
+    tarball = python_rootfs()
+    engine = Engine(tmp_path_factory.mktemp("dockerd"))
+    try:
+        engine.import_image(tarball, IMAGE)
+        yield engine
+    finally:
+        engine.close()
+
+
 # --- subprocess fleets through the CLI -------------------------------------
 
 

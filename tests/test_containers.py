@@ -24,7 +24,7 @@ from browser import (  # the two fixtures replace pytest-jupyter's for this modu
 )
 from conftest import kernel_outputs, run_in_kernel, stream_text
 from distributed import Client
-from dockerd import IMAGE, Engine, python_rootfs, require_docker
+from dockerd import IMAGE
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 from test_cells import VALUE_CASES
@@ -38,18 +38,6 @@ from jupyter_edge.site.dataset import DatasetDeclaration
 pytestmark = pytest.mark.timeout(300)
 
 DOCKER_SITES = ["berlin", "paris"]
-
-
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory):
-    require_docker()
-    tarball = python_rootfs()
-    engine = Engine(tmp_path_factory.mktemp("dockerd"))
-    try:
-        engine.import_image(tarball, IMAGE)
-        yield engine
-    finally:
-        engine.close()
 
 
 @pytest.fixture(scope="module")

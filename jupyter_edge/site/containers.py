@@ -273,7 +273,8 @@ class ContainerEngine:
                     on_output(message["output"])
                 elif message["op"] == "result":
                     conn.close()
-                    return {**message, "value": _value_bytes(message.get("value"))}
+                    done = message.get("state") == "done"
+                    return {**message, "value": _value_bytes(message.get("value")) if done else None}
 
     def _follow_command(
         self, execution: str, container, on_output: Callable[[dict], None], deadline: float | None, started: float
@@ -382,10 +383,12 @@ def _relay_logs(container, name: str, on_output: Callable[[dict], None]) -> None
         logger.debug("reading %s of container %s ended", name, container.id, exc_info=True)
 
 
-def _value_bytes(value: dict | None) -> bytes | None:
-    """The runner's JSON value as the notebook receives values: pickled here, at the site."""
+def _value_bytes(value: dict | None) -> bytes:
+    """The runner's JSON value as the notebook receives values: pickled here, at the site.
+    A cell without a value (it ends with a statement, or ``;``) has the value ``None``,
+    as at a runner."""
     if value is None:
-        return None
+        return pickle.dumps(None)
     if "json" in value:
         return pickle.dumps(value["json"])
     from ..container_value import ContainerValue

@@ -1,0 +1,190 @@
+"""Large values from a site nobody can dial, against Dask's own gather, in one run.
+
+One CLI scheduler; one jupyter-edge site (in a network namespace whose firewall
+drops every connection in, when this runs as root; else on loopback, and the
+value path is the same: the site's own stream); and one plain ``dask worker``
+the scheduler can reach. For each size, a value made at the site comes back
+through ``Fleet.run`` (chunks relayed over the site's connection) and, in the
+same round, through ``client.submit(...).result()`` from the plain worker
+(Dask's gather, which dials the worker). The scheduler's resident memory is
+sampled every 5 ms during each transfer: its growth over the value's size says
+whether it held the value or only a window of chunks.
+
+    python benchmarks/bench_transfer.py [--sizes 1,16,100] [--repeat 3] [--json out.json]
+
+Goals (issue 12): throughput at least 0.8x Dask's; scheduler memory growth below
+4 chunks (``edge.transfer.chunk``) per transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from dask.utils import parse_bytes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+MIB = 2**20
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jupyter_edge.cli", *args]
+
+
+class PeakMemory:
+    """The largest RSS of a process while the block runs, sampled every 5 ms."""
+
+    def __init__(self, pid: int):
+        self.process = psutil.Process(pid)
+
+    def __enter__(self):
+        self.start = self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,16,100", help="MiB, comma-separated")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    sizes = [int(s) * MIB for s in args.sizes.split(",")]
+
+    from distributed import Client
+
+    from jupyter_edge import Fleet, config
+
+    root = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
+    env = {**os.environ, "DASK_EDGE__RESULT_LIMIT": f"{max(sizes) + MIB}"}
+    procs: list[subprocess.Popen] = []
+    host = None
+
+    def start(command: list[str], name: str) -> subprocess.Popen:
+        with open(root / f"{name}.log", "wb") as log:
+            procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+        return procs[-1]
+
+    try:
+        scheduler_file = root / "scheduler.json"
+        scheduler = start(
+            cli("scheduler", "--host", "0.0.0.0", "--port", "0", "--scheduler-file", str(scheduler_file)), "scheduler"
+        )
+        while not scheduler_file.exists():
+            time.sleep(0.05)
+        port = json.loads(scheduler_file.read_text())["address"].rsplit(":", 1)[1]
+        where = "loopback"
+        if os.geteuid() == 0:
+            from netns import Host
+
+            host = Host(40)
+            host.firewall()
+            start(
+                host.command(cli("worker", f"tcp://{host.gateway}:{port}", "--name", "site", "--host", host.address)),
+                "site",
+            )
+            where = "a firewalled namespace"
+        else:
+            start(cli("worker", f"tcp://127.0.0.1:{port}", "--name", "site", "--host", "127.0.0.1"), "site")
+        start(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                f"tcp://127.0.0.1:{port}",
+                "--name",
+                "plain",
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+            ],
+            "plain",
+        )
+        fleet = Fleet.connect(f"tcp://127.0.0.1:{port}")
+        fleet.wait_for_sites(1, timeout=60)
+        client: Client = fleet.client
+        client.wait_for_workers(2, timeout=60)
+        plain = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "plain")
+        chunk = parse_bytes(str(config.get("transfer.chunk")))
+        print(f"site in {where}; chunk {chunk // MIB} MiB, window {config.get('transfer.window')}")
+
+        rows = []
+        for size in sizes:
+            edge_s, dask_s, edge_mem, dask_mem = [], [], [], []
+            for i in range(args.repeat + 1):  # the first round warms up
+                order = ["edge", "dask"] if i % 2 else ["dask", "edge"]
+                for which in order:
+                    with PeakMemory(scheduler.pid) as memory:
+                        t0 = time.perf_counter()
+                        if which == "edge":
+                            res = fleet.run(lambda n=size: b"v" * n, sites=["site"], timeout=300)
+                            assert len(res["site"]) == size, res.errors
+                        else:
+                            future = client.submit(lambda n=size: b"v" * n, workers=[plain], pure=False)
+                            assert len(future.result()) == size
+                            del future
+                        took = time.perf_counter() - t0
+                    if i:
+                        (edge_s if which == "edge" else dask_s).append(took)
+                        (edge_mem if which == "edge" else dask_mem).append(memory.growth)
+            row = {
+                "MiB": size // MIB,
+                "edge MB/s": size / statistics.median(edge_s) / 1e6,
+                "dask MB/s": size / statistics.median(dask_s) / 1e6,
+                "edge scheduler growth, chunks": max(edge_mem) / chunk,
+                "dask scheduler growth, chunks": max(dask_mem) / chunk,
+            }
+            row["ratio"] = row["edge MB/s"] / row["dask MB/s"]
+            rows.append(row)
+            print(
+                f"{row['MiB']:>5} MiB  edge {row['edge MB/s']:8.1f} MB/s  dask {row['dask MB/s']:8.1f} MB/s  "
+                f"ratio {row['ratio']:.2f}  scheduler growth: edge {row['edge scheduler growth, chunks']:.1f} "
+                f"chunks, dask {row['dask scheduler growth, chunks']:.1f}"
+            )
+        fleet.close()
+        if args.json:
+            Path(args.json).write_text(json.dumps({"where": where, "rows": rows}, indent=2))
+        met = all(r["ratio"] >= 0.8 and r["edge scheduler growth, chunks"] < 4 for r in rows)
+        print("goals met" if met else "goals NOT met")
+        return 0 if met else 1
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if host is not None:
+            host.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
