@@ -21,7 +21,8 @@ def jupyter(*args: str) -> str:
 
 def test_the_prebuilt_sidebar_is_installed_and_enabled():
     listing = jupyter("labextension", "list")
-    line = next((ln for ln in listing.splitlines() if "jupyter-edge" in ln), None)
+    # The extension's own line ("jupyter-edge v0.1.0 enabled OK ..."), not a folder whose path says jupyter-edge.
+    line = next((ln for ln in listing.splitlines() if re.match(r"\s+jupyter-edge v", ln)), None)
     assert line is not None, f"jupyter-edge is not among the lab extensions:\n{listing}"
     assert "enabled" in line and "OK" in line, f"expected 'enabled OK', got: {line.strip()}"
 
