@@ -166,19 +166,25 @@ class DelayRelay:
         try:
             while chunk := await reader.read(65536):
                 held.put_nowait((time.monotonic() + self.one_way, chunk))
-        except (ConnectionError, OSError):
-            pass
-        held.put_nowait((0.0, None))
-        try:
+            held.put_nowait((0.0, None))
             await delivering
         except (ConnectionError, OSError):
             pass
-        writer.close()
+        finally:
+            delivering.cancel()
+            writer.close()
 
     def close(self) -> None:
-        def stop() -> None:
+        """Stop listening, end every relayed connection, and close the loop."""
+
+        async def stop() -> None:
             self._server.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
             self._loop.stop()
 
-        self._loop.call_soon_threadsafe(stop)
+        asyncio.run_coroutine_threadsafe(stop(), self._loop)
         self._thread.join(10)
+        self._loop.close()
