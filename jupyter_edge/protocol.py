@@ -134,7 +134,13 @@ def outcome(job: str, execution: str, site: str, result: dict) -> dict:
 
 
 def value_chunk(job: str, execution: str, site: str, seq: int, data: bytes, last: bool) -> dict:
-    """Chunk ``seq`` of an execution's value (the client acknowledges each with ``value_ack``)."""
+    """Chunk ``seq`` of an execution's value (the client acknowledges each with ``value_ack``).
+    The bytes travel as a frame of their own (Dask's ``to_serialize``): the scheduler,
+    which does not deserialize, passes the frame on to the client without copying it
+    into a message."""
+    from distributed.protocol import to_serialize
+
+    data = to_serialize(data)
     return {
         "op": OUTPUT_OP,
         "kind": Kind.VALUE,

@@ -285,6 +285,10 @@ class RunnerPool:
             if msg["op"] == "output":
                 on_output(msg["output"])
             elif msg["op"] == "result":
+                try:
+                    msg["value"] = runner.conn.recv_bytes() if msg.pop("value_follows", False) else None
+                except (EOFError, OSError):
+                    return self._died(runner, stop)
                 if stop is not None and msg["state"] == "cancelled":
                     msg["state"] = stop.reason
                     msg["error"] = f"{stop.reason} at the site; stopped by interrupt"

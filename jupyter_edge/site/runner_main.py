@@ -56,6 +56,16 @@ class Runner:
         with self._send_lock:
             self.conn.send_bytes(data)
 
+    def send_result(self, outcome: dict) -> None:
+        """The result, its value's bytes as a message of their own right after it: a
+        large value is not copied into (and out of) a pickled dict on its way to the site."""
+        value = outcome.pop("value")
+        outcome["value_follows"] = value is not None
+        with self._send_lock:
+            self.conn.send_bytes(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+            if value is not None:
+                self.conn.send_bytes(value)
+
     def serve(self) -> None:
         self.send({"op": "ready", "pid": os.getpid()})
         while True:
@@ -64,7 +74,7 @@ class Runner:
             except (EOFError, OSError):
                 return
             if msg["op"] == "run":
-                self.send(self.execute(msg))
+                self.send_result(self.execute(msg))
             elif msg["op"] == "drop":
                 for session in msg["sessions"]:
                     self.sessions.pop(session, None)
