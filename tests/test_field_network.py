@@ -300,3 +300,15 @@ def test_far_sites_report_their_round_trips(field, far_sites):
     assert status.returncode == 0, status.stderr
     line = next(line for line in status.stdout.splitlines() if line.startswith("far-300"))
     assert " ms " in line, f"jupyter-edge status should show far-300's round trip: {line}"
+
+
+def test_a_timeout_ends_a_value_still_on_its_way(field, far_sites):
+    """60 MiB from a site 300 ms away takes seconds to travel: a 2 s timeout ends
+    the call by its deadline (plus a little), the value half-sent."""
+    started = time.monotonic()
+    result = field.fleet.run(lambda: b"x" * (60 * MIB), sites=["far-300"], timeout=2)
+    took = time.monotonic() - started
+    assert result.executions["far-300"].state == State.TIMED_OUT, result.executions
+    assert took < 6, f"a 2 s timeout took {took:.1f} s with the value in transit"
+    after = field.fleet.run(lambda site: site.name, sites=["far-300"], timeout=60)
+    assert dict(after) == {"far-300": "far-300"}, "the site should take the next job"

@@ -113,6 +113,13 @@ def test_sidebar_lists_sites_datasets_and_gpus(page, demo):
     assert sorted(b.split()[0] for b in badges) == sorted(catalog.sites["berlin"].datasets)
     assert all(("B" in b) for b in badges), f"every badge shows a size: {badges}"
 
+    # Each site's round trip to the scheduler, once it has sent a heartbeat.
+    page.wait_for_function(
+        f"document.querySelectorAll('.jp-EdgeSite-rtt').length === {len(DEMO_SITES)}", timeout=30_000
+    )
+    rtts = page.locator(".jp-EdgeSite-rtt").all_inner_texts()
+    assert all(re.fullmatch(r"\d+ ms", t) for t in rtts), f"round trips beside the sites, in ms: {rtts}"
+
     # boston declares one GPU: its bar is there, with no live sample (declared).
     assert page.locator(".jp-EdgeSite[data-site='boston'] .jp-EdgeGPU").count() == 1
     assert page.locator(".jp-EdgeSite[data-site='berlin'] .jp-EdgeGPU").count() == 0
