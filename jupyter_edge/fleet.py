@@ -435,22 +435,21 @@ class Fleet:
         stream back as output; the exit code is the value, and a non-zero one
         fails the execution.
         """
-        return self._start_command(
+        work, request = self._command_work(
             command,
             image,
-            data,
-            where,
-            gpus,
-            sites,
-            all,
-            timeout,
-            retries,
-            on_output,
-            network,
-            cpus,
-            memory,
-            pull,
-            supervise_in_thread=True,
+            data=data,
+            where=where,
+            gpus=gpus,
+            sites=sites,
+            all=all,
+            network=network,
+            cpus=cpus,
+            memory=memory,
+            pull=pull,
+        )
+        return self._start(
+            work, request, timeout, retries, shlex.join(command)[:120], supervise_in_thread=True, on_output=on_output
         )
 
     def run_command(
@@ -458,75 +457,42 @@ class Fleet:
         command: list[str],
         *,
         image: str,
-        data: str | None = None,
-        where: str | None = None,
-        gpus: int = 0,
-        sites=None,
-        all: bool = False,
         timeout: float | None = None,
         retries: int = 0,
         on_output=None,
-        network: bool | str | None = None,
-        cpus: float | None = None,
-        memory: int | str | None = None,
-        pull: bool = False,
         on_start=None,
+        **options,
     ) -> JobResult:
         """:meth:`submit_command`, then wait: a :class:`JobResult` of exit codes.
         ``on_start(job)`` is called once the job is launched (a progress view).
         Interrupting it (Ctrl-C) cancels the job at every site, then re-raises."""
-        job = self._start_command(
-            command,
-            image,
-            data,
-            where,
-            gpus,
-            sites,
-            all,
-            timeout,
-            retries,
-            on_output,
-            network,
-            cpus,
-            memory,
-            pull,
-            supervise_in_thread=False,
+        work, request = self._command_work(command, image, **options)
+        # Followed here only: a second supervisor (submit_command's thread) would count
+        # the job's executions out of flight twice and collect its results twice.
+        job = self._start(
+            work, request, timeout, retries, shlex.join(command)[:120], supervise_in_thread=False, on_output=on_output
         )
         if on_start is not None:
             on_start(job)
         return _supervise_here(job)
 
-    def _start_command(
-        self,
-        command,
-        image,
-        data,
-        where,
-        gpus,
-        sites,
-        all,
-        timeout,
-        retries,
-        on_output,
-        network,
-        cpus,
-        memory,
-        pull,
-        supervise_in_thread: bool,
-    ) -> Job:
-        # Supervised by one thread only: a second supervisor would count the
-        # job's executions out of flight twice and collect its results twice.
+    @staticmethod
+    def _command_work(
+        command: list[str],
+        image: str,
+        *,
+        data: str | None = None,
+        where: str | None = None,
+        gpus: int = 0,
+        sites=None,
+        all: bool = False,
+        network: bool | str | None = None,
+        cpus: float | None = None,
+        memory: int | str | None = None,
+        pull: bool = False,
+    ) -> tuple[dict, Request]:
         request = Request.build(data=data, where=where, gpus=gpus, sites=sites, all=all, executor="docker")
-        work = _container_work(image, command=command, network=network, cpus=cpus, memory=memory, pull=pull)
-        return self._start(
-            work,
-            request,
-            timeout,
-            retries,
-            shlex.join(command)[:120],
-            supervise_in_thread=supervise_in_thread,
-            on_output=on_output,
-        )
+        return _container_work(image, command=command, network=network, cpus=cpus, memory=memory, pull=pull), request
 
     def _cell_or_container_work(self, source: str, names, session, fresh, image, container: dict) -> dict:
         if image is None:

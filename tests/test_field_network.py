@@ -312,3 +312,21 @@ def test_a_timeout_ends_a_value_still_on_its_way(field, far_sites):
     assert took < 6, f"a 2 s timeout took {took:.1f} s with the value in transit"
     after = field.fleet.run(lambda site: site.name, sites=["far-300"], timeout=60)
     assert dict(after) == {"far-300": "far-300"}, "the site should take the next job"
+
+
+def test_a_notebook_that_goes_away_mid_transfer_frees_the_site(field, far_sites):
+    """A client closed while 60 MiB is on its way from 300 ms away: the site stops
+    sending (Dask releases the client's task) and takes the next job at once,
+    rather than waiting out edge.transfer.stall."""
+    leaving = Fleet.connect(f"tcp://127.0.0.1:{field.port}")
+    job = leaving.submit(lambda: b"x" * (60 * MIB), sites=["far-300"], timeout=120)
+    deadline = time.monotonic() + 30
+    while field.fleet.job(job.id).executions[0].state != State.RUNNING:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    time.sleep(1.0)  # the value is made and on its way
+    leaving.close()
+    started = time.monotonic()
+    after = field.fleet.run(lambda site: site.name, sites=["far-300"], timeout=30)
+    assert dict(after) == {"far-300": "far-300"}, after.executions
+    assert time.monotonic() - started < 15, "the site went on sending to a notebook that was gone"
