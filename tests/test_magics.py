@@ -219,3 +219,20 @@ def test_fleet_table_flags_versions_that_differ_from_this_kernel(ip, fleet):
     with capture_output() as out:
         ip.run_line_magic("edge", "datasets")
     assert "weather" in out.outputs[0].data["text/plain"] and "eu: berlin,paris" in out.outputs[0].data["text/plain"]
+
+
+def test_fleet_table_shows_each_sites_round_trip(ip, fleet):
+    import re
+    import time
+
+    deadline = time.monotonic() + 30
+    while any(site.rtt is None for site in fleet.sites()):  # known after each site's first heartbeat
+        assert time.monotonic() < deadline, "no round trip reported within 30 s"
+        time.sleep(0.5)
+    with capture_output() as out:
+        ip.run_line_magic("edge", "fleet")
+    rows = [line for line in out.outputs[0].data["text/plain"].splitlines() if line.split()[:1] == ["berlin"]]
+    assert "RTT" in out.outputs[0].data["text/plain"] and rows and re.search(r"\b\d+ ms\b", rows[0]), rows
+    from jupyter_edge.magics.display import sites_view
+
+    assert "<th>round trip</th>" in sites_view(fleet.catalog())._repr_html_()
