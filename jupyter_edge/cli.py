@@ -7,6 +7,7 @@ names where they mean the same thing); ``jupyter edge ...`` works too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -193,10 +194,9 @@ def worker(
         raise click.UsageError(str(e)) from None
     click.echo(f"site {name}: GPUs {inventory.state.value} ({inventory.detail or 'none'})", err=True)
 
-    async def run() -> None:
-        server = Worker(
-            address,
-            scheduler_file=scheduler_file,
+    def new_worker(target: str) -> Worker:
+        return Worker(
+            target,
             name=name,
             nthreads=nthreads,
             host=host,
@@ -206,13 +206,63 @@ def worker(
             protocol="tls" if security else None,
             resources=plugin.resources,
             plugins={plugin},
+            death_timeout=config.seconds("connect-timeout") * 3,
         )
-        await server
-        click.echo(f"site {name} at {server.address} joined {server.scheduler.address}", err=True)
-        await _until_signal_or_finished(server)
-        await server.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(_site_until_stopped(name, address, scheduler_file, security, new_worker))
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+async def _site_until_stopped(name: str, address, scheduler_file, security, new_worker) -> None:
+    """Run the site until Ctrl-C/SIGTERM: join the scheduler, and whenever the worker
+    ends by itself (its scheduler went away), start another for the same site once
+    the scheduler answers again, with backoff and jitter (see site/rejoin.py)."""
+    from .site.rejoin import Backoff, answers, scheduler_address
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    backoff, joined_before = Backoff.from_config(), False
+
+    async def pause() -> None:
+        delay = backoff.next()
+        click.echo(f"site {name}: next try to reach the scheduler in {delay:.1f} s", err=True)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+
+    while not stop.is_set():
+        target = scheduler_address(address, scheduler_file)
+        if target is None or not await answers(target, config.seconds("connect-timeout"), security):
+            click.echo(f"site {name}: the scheduler at {target or scheduler_file} does not answer", err=True)
+            await pause()
+            continue
+        server = new_worker(target)
+        try:
+            await server
+        except Exception as e:  # it went away again while we joined
+            click.echo(f"site {name}: could not join {target}: {e}", err=True)
+            await server.close()
+            await pause()
+            continue
+        backoff.reset()
+        click.echo(f"site {name} at {server.address} {'rejoined' if joined_before else 'joined'} {target}", err=True)
+        joined_before = True
+        finished = asyncio.ensure_future(server.finished())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([finished, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if stop.is_set():
+            await server.close()
+            return
+        # The worker closed by itself: its connection to the scheduler broke. What
+        # ran here was stopped with it (the scheduler has called it lost).
+        click.echo(f"site {name}: lost the scheduler at {target}; rejoining", err=True)
+        await server.close()
+        await pause()
 
 
 @main.command()

@@ -101,7 +101,11 @@ class EdgeSitePlugin(WorkerPlugin):
         return {"GPU": self.gpus.count} if self.gpus.count else {}
 
     async def setup(self, worker) -> None:
+        # Set up again for each worker of the site: a site that rejoins its scheduler
+        # gets a new worker, new runners and a clean slate of executions.
         self.worker = worker
+        self._active.clear()
+        self._final.clear()
         declared = worker.state.total_resources.get("GPU", 0)
         if declared != self.gpus.count:
             raise ValueError(
@@ -145,9 +149,10 @@ class EdgeSitePlugin(WorkerPlugin):
         if self.pool is not None:
             self.pool.close()
         if self.containers is not None:
-            # Whatever is still running goes with the site: no container outlives it.
+            # Whatever is still running goes with the worker: no container outlives it.
             await asyncio.to_thread(self.containers.sweep, "still running as the site stopped")
-            self.containers.close()
+            if not isinstance(self.docker, ContainerEngine):  # one given to the site is its giver's to close
+                self.containers.close()
 
     def _start_containers(self, site: str) -> None:
         """Connect to the engine, sweep this site's leftovers, and say so in the labels."""

@@ -1,0 +1,111 @@
+"""Sites rejoin by themselves: the backoff between attempts, and a real hub restart
+(the scheduler SIGKILLed and started again on the same port) that every site
+survives without being touched, its running execution stopped."""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import write_sensors
+
+from jupyter_edge import Fleet
+from jupyter_edge.site.rejoin import Backoff
+
+SITES = ["berlin", "paris"]
+
+
+def test_backoff_grows_to_its_cap_and_spreads_sites_out():
+    backoff = Backoff(1.0, 30.0, factor=2.0, jitter=0.5, rng=random.Random(7))
+    delays = [backoff.next() for _ in range(8)]
+    ceilings = [1, 2, 4, 8, 16, 30, 30, 30]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling, f"expected a delay in [{ceiling / 2}, {ceiling}], got {delay:.2f}"
+    backoff.reset()
+    assert backoff.next() <= 1.0, "after a join, the next break starts from the first delay"
+    firsts = {round(Backoff(1.0, 30.0, rng=random.Random(seed)).next(), 3) for seed in range(20)}
+    assert len(firsts) > 10, "sites that lose the scheduler together should not all retry at the same instant"
+    with pytest.raises(ValueError, match="bad backoff"):
+        Backoff(0, 30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jupyter_edge.cli", *args]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_a_hub_restart_loses_no_site(tmp_path):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = {}
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        logs[name] = tmp_path / f"{name}.log"
+        with open(logs[name], "ab") as log:
+            return subprocess.Popen(cli(*args), stdout=log, stderr=subprocess.STDOUT)
+
+    def said(name: str) -> str:
+        return logs[name].read_text(errors="replace")[-3000:]
+
+    scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
+    sites = {
+        name: start(
+            name,
+            "worker",
+            address,
+            "--name",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--dataset",
+            f"sensors={write_sensors(tmp_path / name / 'sensors', name)}",
+        )
+        for name in SITES
+    }
+    marker = tmp_path / "written-after-the-restart"
+    try:
+        with Fleet.connect(address, timeout=30) as fleet:
+            fleet.wait_for_sites(2, timeout=60)
+            # berlin is busy when the hub goes: its execution must stop at the site.
+            fleet.submit(
+                lambda path=str(marker): (time.sleep(8), open(path, "w").close()), sites=["berlin"], timeout=120
+            )
+            deadline = time.monotonic() + 30
+            while not any(j.state == "running" for j in fleet.jobs()):
+                assert time.monotonic() < deadline, "the job never started"
+                time.sleep(0.1)
+            scheduler.send_signal(signal.SIGKILL)
+            scheduler.wait(10)
+        time.sleep(2)
+        scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
+        with Fleet.connect(address, timeout=30) as fleet:
+            names = sorted(s.name for s in fleet.wait_for_sites(2, timeout=90))
+            assert names == SITES, f"expected every site back, found {names}"
+            for name, proc in sites.items():
+                assert proc.poll() is None, f"{name} exited instead of rejoining:\n{said(name)}"
+                assert f"site {name}" in said(name) and "rejoined" in said(name), said(name)
+            result = fleet.run(lambda site: site.name, all=True, timeout=60)
+            assert dict(result) == {name: name for name in SITES}
+        time.sleep(7)  # past when the stopped execution would have written its file (8 s after it started)
+        assert not marker.exists(), "the execution running when the hub went on at the site"
+    finally:
+        for proc in [scheduler, *sites.values()]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [scheduler, *sites.values()]:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
