@@ -61,6 +61,8 @@ class Site:
     last_seen: float | None = None
     containers: dict | None = None  # the engine of a site started with --docker: engine, version, images
     rtt: float | None = None  # seconds of round trip to the scheduler, as the site measures it
+    offline_since: float | None = None  # an offline site: when it left the fleet ...
+    offline_reason: str | None = None  # ... and why
 
     @property
     def gpu_count(self) -> int:

@@ -213,10 +213,11 @@ class Fleet:
         return self.catalog().datasets()
 
     def wait_for_sites(self, count: int, timeout: float = 30) -> list[Site]:
-        """Block until at least ``count`` sites have reported (a fleet just started)."""
+        """Block until at least ``count`` sites are online (a fleet just started, or
+        coming back); returns those online. Offline sites are not counted."""
         deadline = time.monotonic() + timeout
         while True:
-            sites = self.sites()
+            sites = [s for s in self.sites() if s.state != "offline"]
             if len(sites) >= count:
                 return sites
             if time.monotonic() > deadline:

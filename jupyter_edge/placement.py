@@ -9,6 +9,7 @@ why each candidate was turned down.
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ NO_TARGET = (
     "selector (where='region=eu'), GPUs (gpus=N), or all=True"
 )
 
+#: The state of a site that has left the fleet and is still known (see scheduler.py).
+OFFLINE = "offline"
 #: How many rejected sites an error lists before summarising the rest.
 _LISTED = 8
 
@@ -161,8 +164,6 @@ def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | 
     """Why ``site`` cannot take part in ``request`` apart from datasets, or None."""
     if site.name in excluded:
         return "excluded"
-    if site.state != "running":
-        return f"state {site.state}"
     unmet = request.where.unmet(site.labels)
     if unmet:
         shown = [
@@ -173,6 +174,12 @@ def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | 
         return f"{site.gpu_count} GPU{'s' if site.gpu_count != 1 else ''}"
     if request.executor and site.labels.get(EXECUTOR_LABEL) != request.executor:
         return f"runs no {request.executor} containers"
+    # Last: a site that is not running but matches everything else would have qualified.
+    if site.state == OFFLINE:
+        since = time.strftime("%H:%M:%S", time.localtime(site.offline_since)) if site.offline_since else "?"
+        return f"offline since {since}: {site.offline_reason or 'it left'}"
+    if site.state != "running":
+        return f"state {site.state}"
     return None
 
 
@@ -241,7 +248,7 @@ def _place_dataset(
             plural = "s" if len(request.shards) != 1 else ""
             raise PlacementError(f"no site holds shard{plural} {wanted} of {name!r}")
     load = {s.name: (s.running if load is None else load.get(s.name, 0)) for s in catalog}
-    targets, rejected = [], []
+    targets, rejected, stranded = [], [], []
     for shard, holders in sorted(shards.items()):
         fit = []
         for site in holders:
@@ -251,11 +258,21 @@ def _place_dataset(
             else:
                 fit.append(site)
         if not fit:
+            waiting = [
+                s for s in holders if s.state == OFFLINE and _rejection(s, request, excluded).startswith(OFFLINE)
+            ]
+            if waiting:  # it would run there, but they are away: not silently left out
+                stranded.append(f"shard {shard!r} (held by {', '.join(sorted(s.name for s in waiting))}, offline)")
             continue
         chosen = fit if request.all else [min(fit, key=lambda s: (load[s.name], s.name))]
         for site in chosen:
             load[site.name] += 1  # spread shards that share replicas
             targets.append(Target(site.name, site.address, name, shard, request.gpus))
+    if stranded:
+        raise PlacementError(
+            f"{name!r} has {len(stranded)} shard{'s' if len(stranded) != 1 else ''} whose every holder is "
+            f"offline: {'; '.join(stranded)}. Nothing ran: {_listing(sorted(set(rejected)))}"
+        )
     if not targets:
         holders = sorted({s.name for hs in shards.values() for s in hs})
         count = f"{len(holders)} site{'s' if len(holders) != 1 else ''} hold{'s' if len(holders) == 1 else ''}"

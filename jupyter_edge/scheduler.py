@@ -66,6 +66,11 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         self.executions: dict[str, Execution] = {}  # unfinished, by id
         self.owners: dict[str, str] = {}  # job id -> the Dask client that submitted it
         self.catalog_version = 0
+        # Sites that have left, by name: their last report, last seen, since when and why
+        # they are offline. Kept until edge.forget-after; a site that rejoins is removed.
+        self.offline: dict[str, dict] = {}
+        self._leaving: dict[str, str] = {}  # worker address -> why the plugin removed it
+        self._seen: dict[str, float] = {}  # worker address -> its last heartbeat, as of the last check
         self._resets: dict[str, dict] = {}  # request -> the sites yet to answer, and their answers
         self.scheduler = None
 
@@ -100,6 +105,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             address = msg.get("worker") or msg["site"]["address"]
             if address in self.scheduler.workers:
                 self.reports[address] = msg["site"]
+                self.offline.pop(msg["site"]["name"], None)  # it is back
                 self._catalog_changed()
         elif topic == EXECUTION_TOPIC:
             execution = self.executions.get(msg.get("execution"))
@@ -190,7 +196,19 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
 
     def remove_worker(self, scheduler, worker: str, **kwargs) -> None:
         report = self.reports.pop(worker, None)
+        why = self._leaving.pop(worker, "its connection to the scheduler closed")
+        seen = self._seen.pop(worker, None)
         if report is not None:
+            now = time.time()
+            self.offline[report["name"]] = {
+                **report,
+                "state": "offline",
+                "last_seen": seen or now,
+                "offline_since": now,
+                "offline_reason": why,
+                "running": 0,
+                "rtt": None,
+            }
             self._catalog_changed()
         for ex in [ex for ex in self.executions.values() if ex.address == worker]:
             self._mark_lost(ex)
@@ -267,6 +285,8 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         now = time.time()
         for address in list(self.reports):
             ws = self.scheduler.workers.get(address)
+            if ws is not None:
+                self._seen[address] = ws.last_seen  # a departure's "last seen": Dask forgets it first
             if ws is not None and now - ws.last_seen > limit:
                 logger.warning(
                     "site %s silent for %.1fs (edge.liveness %gs): removing it",
@@ -274,7 +294,18 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                     now - ws.last_seen,
                     limit,
                 )
+                self._leaving[address] = f"silent for {now - ws.last_seen:.0f} s (edge.liveness {limit:g} s)"
                 await self.scheduler.remove_worker(address, stimulus_id=f"edge-liveness-{now}", close=True)
+        self._forget_offline(now)
+
+    def _forget_offline(self, now: float) -> None:
+        """Offline sites are forgotten ``edge.forget-after`` after they left."""
+        keep = config.seconds("forget-after")
+        gone = [name for name, site in self.offline.items() if now - site["offline_since"] > keep]
+        for name in gone:
+            del self.offline[name]
+        if gone:
+            self._catalog_changed()
 
     # --- the catalog ------------------------------------------------------
 
@@ -312,6 +343,8 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                     "rtt": (ws.metrics or {}).get("edge-rtt"),
                 }
             )
+        online = {m["name"] for m in models}
+        models += [site for name, site in self.offline.items() if name not in online]
         return models
 
     def handle_catalog(self) -> dict:

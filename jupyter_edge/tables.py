@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from .catalog import Catalog
 
 
@@ -30,9 +32,30 @@ def sites_table(catalog: Catalog) -> str:
         datasets = ",".join(f"{d.dataset}@{d.shard}" for d in site.datasets.values()) or "-"
         gpus = str(site.gpu_count) + (f" ({site.gpus[0].model})" if site.gpus else "")
         rows.append(
-            [site.name, site.address, site.state, round_trip(site.rtt), labels, datasets, gpus, str(site.running)]
+            [site.name, site.address, site_state(site), round_trip(site.rtt), labels, datasets, gpus, str(site.running)]
         )
     return text_table(["SITE", "ADDRESS", "STATE", "RTT", "LABELS", "DATASETS", "GPUS", "RUNNING"], rows)
+
+
+def site_state(site, now: float | None = None) -> str:
+    """``running``, or for a site that left: ``offline, seen 3 min ago``."""
+    if site.state != "offline" or site.last_seen is None:
+        return site.state
+    return f"offline, seen {ago((now or time.time()) - site.last_seen)}"
+
+
+def ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def holders_text(catalog: Catalog, holders: list[str], sep: str = ",") -> str:
+    """A shard's holders, each offline one marked: ``berlin,paris (offline)``."""
+    offline = {s.name for s in catalog if s.state == "offline"}
+    return sep.join(f"{name} (offline)" if name in offline else name for name in holders)
 
 
 def round_trip(seconds: float | None) -> str:
@@ -45,7 +68,7 @@ def round_trip(seconds: float | None) -> str:
 def datasets_table(catalog: Catalog) -> str:
     rows = []
     for info in catalog.datasets().values():
-        shards = "; ".join(f"{shard}: {','.join(holders)}" for shard, holders in info.shards.items())
+        shards = "; ".join(f"{shard}: {holders_text(catalog, holders)}" for shard, holders in info.shards.items())
         rows.append(
             [
                 info.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 import pytest
 from conftest import write_sensors
 
-from jupyter_edge import State
+from jupyter_edge import PlacementError, State
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +128,16 @@ def test_a_site_that_dies_or_freezes_is_lost_and_the_rest_complete(three_sites, 
         assert lost.state == State.LOST, (lost.state, lost.error)
         assert "site 'paris' was lost" in lost.error
         assert took < 15, f"a {how} was noticed only after {took:.1f}s (liveness 3s)"
-        assert "paris" not in {s.name for s in fleet.sites()}
+        paris = fleet.catalog().sites["paris"]  # still known, offline, and why
+        assert paris.state == "offline", paris.state
+        reason = "silent for" if how == "freeze" else "its connection to the scheduler closed"
+        assert reason in paris.offline_reason, paris.offline_reason
+        # It is shown as such, and work that needs its shard says so at once instead of leaving it out.
+        listing = status("--scheduler-file", three_sites.scheduler_file).stdout
+        assert re.search(r"paris .*offline, seen \d+ s ago", listing), listing
+        assert "paris (offline)" in listing, f"its shard should be marked as held offline:\n{listing}"
+        with pytest.raises(PlacementError, match=r"shard 'paris' \(held by paris, offline\)"):
+            fleet.run(lambda: 1, data="sensors", timeout=30)
         assert {ex.site: ex.state for ex in fleet.job(job.id).executions}["paris"] == State.LOST
 
 

@@ -203,9 +203,12 @@ def test_rescans_update_the_catalog_and_sites_join_and_leave(tmp_path):
             assert sorted(s.name for s in fleet.wait_for_sites(2)) == ["lisbon", "porto"]
             cluster.scale(1)
             deadline = time.monotonic() + 20
-            while len(fleet.sites()) != 1:
-                assert time.monotonic() < deadline, "a site that left is still in the catalog"
+            while [s.state for s in fleet.sites() if s.name == "porto"] != ["offline"]:
+                assert time.monotonic() < deadline, "a site that left is not listed offline"
                 time.sleep(0.1)
+            porto = fleet.catalog().sites["porto"]
+            assert porto.offline_since and porto.offline_reason and porto.datasets == {}, porto
+            assert fleet.catalog().sites["lisbon"].state == "running"
         cluster.close()
 
 

@@ -188,7 +188,7 @@ def test_data_with_where_no_shard_remains_lists_each_rejection():
     message = str(info.value)
     assert message == (
         "4 sites hold 'sensors', none matches region=us: berlin (region=eu), "
-        "lisbon (state stopped), munich (region=eu), paris (region=eu)"
+        "lisbon (region=eu), munich (region=eu), paris (region=eu)"
     ), message
 
 
@@ -386,7 +386,7 @@ def test_where_nothing_matches():
         run(fleet(), where="region=us")
     message = str(info.value)
     assert message == (
-        "no site matches region=us: berlin (region=eu), lisbon (state stopped), munich (region=eu), "
+        "no site matches region=us: berlin (region=eu), lisbon (region=eu), munich (region=eu), "
         "oslo (region=north), paris (region=eu)"
     ), message
 
@@ -578,3 +578,34 @@ def test_request_to_dict_shape():
 def test_request_from_dict_tolerates_missing_keys():
     assert Request.from_dict({}) == Request()
     assert Request.from_dict({"data": "d"}) == Request(data="d")
+
+
+# --- offline sites: known, listed, never placed on silently ------------------------
+
+
+def offline_fleet() -> Catalog:
+    """berlin and paris hold shards of sensors; paris left the fleet."""
+    catalog = fleet()
+    paris = catalog.sites["paris"]
+    paris.state, paris.offline_since, paris.offline_reason = "offline", 1_700_000_000.0, "silent for 31 s"
+    return catalog
+
+
+def test_a_shard_held_only_by_offline_sites_fails_naming_them():
+    with pytest.raises(PlacementError) as info:
+        run(offline_fleet(), data="sensors", where="region=eu,tier=store")
+    message = str(info.value)
+    assert "whose every holder is offline: shard 's2' (held by paris, offline)" in message, message
+    assert "paris (offline since " in message and "silent for 31 s" in message, message
+
+
+def test_an_offline_site_that_would_not_qualify_anyway_is_no_reason_to_fail():
+    # tier=factory matches only berlin: the offline store paris is filtered out, not waited for
+    assert pairs(run(offline_fleet(), data="sensors", where="tier=factory")) == [("s1", "berlin")]
+
+
+def test_all_skips_offline_sites_and_naming_one_says_so():
+    names = [t.site for t in run(offline_fleet(), all=True)]
+    assert "paris" not in names and "berlin" in names
+    with pytest.raises(PlacementError, match=r"site 'paris' does not match the request: offline since .*silent"):
+        run(offline_fleet(), sites=["paris"])

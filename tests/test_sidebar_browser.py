@@ -174,7 +174,12 @@ def test_a_site_joining_and_leaving_shows_without_a_reload(page, demo, tmp_path)
     finally:
         site.terminate()
         site.wait(30)
-    page.wait_for_selector(".jp-EdgeSite[data-site='lyon']", state="detached", timeout=60_000)
+    # A site that left stays listed, greyed, with when it was last seen.
+    page.wait_for_selector(".jp-EdgeSite[data-site='lyon'][data-state='offline']", timeout=60_000)
+    said = page.locator(".jp-EdgeSite[data-site='lyon'] .jp-EdgeSite-offline").inner_text()
+    assert re.fullmatch(r"offline, seen \d+ (s|min) ago", said), said
+    opacity = page.eval_on_selector(".jp-EdgeSite[data-site='lyon']", "e => getComputedStyle(e).opacity")
+    assert float(opacity) < 1, f"an offline site should be greyed, its opacity is {opacity}"
     assert page.evaluate("window.__edgeNoReload") is True, "the page reloaded"
 
 
@@ -362,13 +367,15 @@ def test_watching_another_fleet_and_back_from_the_announced_list(page, demo):
     announced = connection.locator(".jp-EdgeConnection-announced button", has_text=demo.address)
     announced.click()
     page.wait_for_selector(".jp-EdgeConnection[data-status='connected']", timeout=60_000)
-    page.wait_for_function(f"document.querySelectorAll('.jp-EdgeSite').length === {len(DEMO_SITES)}")
+    page.wait_for_function(
+        f"document.querySelectorAll(\".jp-EdgeSite[data-state='running']\").length === {len(DEMO_SITES)}"
+    )
     assert demo.address in connection.locator(".jp-EdgeConnection-address").inner_text()
 
 
 def test_screenshot_of_the_sidebar(page, tmp_path):
     """The README's picture: saved under docs/ when JUPYTER_EDGE_SCREENSHOTS names a folder."""
-    page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 4")
+    page.wait_for_function("document.querySelectorAll(\".jp-EdgeSite[data-state='running']\").length === 4")
     # Widen the sidebar as a user would: drag the handle between it and the notebook.
     sidebar = page.locator("#jupyter-edge-sidebar").bounding_box()
     page.mouse.move(sidebar["x"] + sidebar["width"] + 2, sidebar["y"] + 300)

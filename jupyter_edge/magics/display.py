@@ -16,7 +16,7 @@ from IPython.display import display
 from ..catalog import Catalog
 from ..jobs import JobError, State
 from ..result import JobResult
-from ..tables import datasets_table, human_bytes, round_trip, sites_table, text_table
+from ..tables import datasets_table, holders_text, human_bytes, round_trip, site_state, sites_table, text_table
 from ..versions import versions
 from .live import METADATA_KEY, LiveOutput
 
@@ -127,8 +127,16 @@ def _bytes_at_sites(result: JobResult, catalog: Catalog | None) -> int:
 class Table:
     """A table that shows as HTML in Jupyter and as text elsewhere."""
 
-    def __init__(self, text: str, rows: list[list[str]], headers: list[str], flagged: set[int] = frozenset()):
-        self.text, self.rows, self.headers, self.flagged = text, rows, headers, flagged
+    def __init__(
+        self,
+        text: str,
+        rows: list[list[str]],
+        headers: list[str],
+        flagged: set[int] = frozenset(),
+        muted: set[int] = frozenset(),
+    ):
+        # flagged rows stand out (a warning); muted ones are greyed (an offline site)
+        self.text, self.rows, self.headers, self.flagged, self.muted = text, rows, headers, flagged, muted
 
     def __repr__(self) -> str:
         return self.text
@@ -138,6 +146,7 @@ class Table:
         body = []
         for i, row in enumerate(self.rows):
             style = ' style="background: var(--jp-warn-color3, #fff3cd)"' if i in self.flagged else ""
+            style = ' style="opacity: 0.55"' if i in self.muted else style
             body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
         return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -156,7 +165,7 @@ def sites_view(catalog: Catalog) -> Table:
         rows.append(
             [
                 site.name,
-                site.state,
+                site_state(site),
                 round_trip(site.rtt),
                 ",".join(f"{k}={v}" for k, v in sorted(site.labels.items())) or "-",
                 ", ".join(f"{d.dataset} ({human_bytes(d.bytes)})" for d in site.datasets.values()) or "-",
@@ -167,7 +176,8 @@ def sites_view(catalog: Catalog) -> Table:
         )
     text = sites_table(catalog) + ("\n" + "\n".join(notes) if notes else "")
     headers = ["site", "state", "round trip", "labels", "datasets", "GPUs", "running", "versions"]
-    return Table(text, rows, headers, flagged)
+    muted = {i for i, site in enumerate(sorted(catalog, key=lambda s: s.name)) if site.state == "offline"}
+    return Table(text, rows, headers, flagged, muted)
 
 
 def datasets_view(catalog: Catalog) -> Table:
@@ -175,7 +185,7 @@ def datasets_view(catalog: Catalog) -> Table:
         [
             info.name,
             info.kind,
-            ", ".join(f"{s}: {','.join(h)}" for s, h in info.shards.items()),
+            ", ".join(f"{s}: {holders_text(catalog, h)}" for s, h in info.shards.items()),
             human_bytes(info.bytes),
             "?" if info.files is None else str(info.files),
         ]

@@ -60,6 +60,9 @@ export interface ISite {
   containers: IContainerEngine | null;
   /** Seconds of round trip to the scheduler, as the site measures it. */
   rtt: number | null;
+  /** A site that left the fleet (state `offline`): when, and why. */
+  offlineSince: number | null;
+  offlineReason: string | null;
 }
 
 export interface IFleet {
@@ -100,6 +103,8 @@ export interface IDatasetSummary {
   /** Shard name to the sites holding it (more than one: replicas). */
   shards: Record<string, string[]>;
   sites: string[];
+  /** Shards whose every holder is offline now. */
+  offlineShards: string[];
 }
 
 export interface ISiteGroup {
@@ -230,7 +235,10 @@ export function parseSite(value: unknown): ISite {
     running: num(value.running) ?? 0,
     lastSeen: num(value.last_seen),
     containers: parseContainers(value.containers),
-    rtt: num(value.rtt)
+    rtt: num(value.rtt),
+    offlineSince: num(value.offline_since),
+    offlineReason:
+      typeof value.offline_reason === 'string' ? value.offline_reason : null
   };
 }
 
@@ -413,7 +421,10 @@ function minor(version: string): string {
 
 /** Datasets across the fleet from the sites' own reports: shards, replicas, sizes. */
 export function summarizeDatasets(sites: ISite[]): IDatasetSummary[] {
-  const byName = new Map<string, IDatasetSummary & { counted: Set<string> }>();
+  const byName = new Map<
+    string,
+    IDatasetSummary & { counted: Set<string>; online: Set<string> }
+  >();
   for (const site of sites) {
     for (const shard of site.datasets) {
       let summary = byName.get(shard.dataset);
@@ -425,12 +436,17 @@ export function summarizeDatasets(sites: ISite[]): IDatasetSummary[] {
           files: 0,
           shards: {},
           sites: [],
-          counted: new Set()
+          offlineShards: [],
+          counted: new Set(),
+          online: new Set()
         };
         byName.set(shard.dataset, summary);
       }
       (summary.shards[shard.shard] ??= []).push(site.name);
       summary.sites.push(site.name);
+      if (site.state !== 'offline') {
+        summary.online.add(shard.shard);
+      }
       if (!summary.kinds.includes(shard.kind)) {
         summary.kinds.push(shard.kind);
       }
@@ -443,8 +459,28 @@ export function summarizeDatasets(sites: ISite[]): IDatasetSummary[] {
     }
   }
   return [...byName.values()]
-    .map(({ counted: _counted, ...summary }) => summary)
+    .map(({ counted: _counted, online, ...summary }) => ({
+      ...summary,
+      offlineShards: Object.keys(summary.shards)
+        .filter(shard => !online.has(shard))
+        .sort()
+    }))
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** How long ago, for people: `12 s`, `3 min`, `2 h`, `4 d`. */
+export function formatAgo(seconds: number): string {
+  const s = Math.max(0, seconds);
+  for (const [unit, size] of [
+    ['d', 86400],
+    ['h', 3600],
+    ['min', 60]
+  ] as const) {
+    if (s >= size) {
+      return `${Math.round(s / size)} ${unit}`;
+    }
+  }
+  return `${Math.round(s)} s`;
 }
 
 /** A round trip for people: `4 ms`, `310 ms`, `1.2 s`. */

@@ -6,6 +6,7 @@ import {
   ModelError,
   edgeCellSource,
   filterSites,
+  formatAgo,
   formatRoundTrip,
   groupSites,
   humanBytes,
@@ -169,6 +170,45 @@ describe('parseFleet', () => {
     expect(formatRoundTrip(0.312)).toBe('312 ms');
     expect(formatRoundTrip(0.0002)).toBe('1 ms');
     expect(formatRoundTrip(1.25)).toBe('1.3 s');
+  });
+
+  it('keeps offline sites, with when and why they left; their lone shards are marked', () => {
+    const answer = {
+      ...ANSWER,
+      sites: [
+        site('berlin', {}, { sensors: shard('sensors', 'berlin', 10) }),
+        site(
+          'paris',
+          {},
+          {
+            sensors: shard('sensors', 'paris', 20),
+            logs: shard('logs', 'paris', 5)
+          },
+          {
+            state: 'offline',
+            offline_since: 90,
+            offline_reason: 'silent for 31 s'
+          }
+        )
+      ]
+    };
+    const [berlin, paris] = parseFleet(answer).sites;
+    expect(berlin.offlineSince).toBeNull();
+    expect(paris).toMatchObject({
+      state: 'offline',
+      offlineSince: 90,
+      offlineReason: 'silent for 31 s'
+    });
+    const summaries = summarizeDatasets([berlin, paris]);
+    expect(summaries.find(d => d.name === 'sensors')!.offlineShards).toEqual([
+      'paris'
+    ]);
+    expect(summaries.find(d => d.name === 'logs')!.offlineShards).toEqual([
+      'paris'
+    ]);
+    expect(formatAgo(42)).toBe('42 s');
+    expect(formatAgo(180)).toBe('3 min');
+    expect(formatAgo(7200)).toBe('2 h');
   });
 
   it('keeps an unreachable scheduler as a state, with no sites', () => {

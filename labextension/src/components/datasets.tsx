@@ -52,9 +52,19 @@ export function DatasetsView(props: IDatasetsProps): JSX.Element {
           <div className="jp-EdgeDataset-shards">
             {Object.entries(dataset.shards).map(([shard, sites]) => (
               <span
-                className="jp-EdgeDataset-shard"
+                className={
+                  dataset.offlineShards.includes(shard)
+                    ? 'jp-EdgeDataset-shard jp-mod-offline'
+                    : 'jp-EdgeDataset-shard'
+                }
                 key={shard}
-                title={sites.length > 1 ? 'replicas' : ''}
+                title={
+                  dataset.offlineShards.includes(shard)
+                    ? 'held only by offline sites'
+                    : sites.length > 1
+                      ? 'replicas'
+                      : ''
+                }
               >
                 {shard === sites[0] && sites.length === 1
                   ? shard

@@ -5,6 +5,7 @@ import {
   IGPU,
   ISite,
   filterSites,
+  formatAgo,
   formatRoundTrip,
   groupSites,
   humanBytes,
@@ -112,6 +113,16 @@ function SiteItem(props: {
         <span className="jp-EdgeSite-name" title={site.address}>
           {site.name}
         </span>
+        {site.state === 'offline' && (
+          <span
+            className="jp-EdgeSite-offline"
+            title={site.offlineReason ?? 'it left the fleet'}
+          >
+            {site.lastSeen === null
+              ? 'offline'
+              : `offline, seen ${formatAgo(props.now - site.lastSeen)} ago`}
+          </span>
+        )}
         {site.rtt !== null && (
           <span
             className="jp-EdgeSite-rtt"
