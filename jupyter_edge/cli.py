@@ -74,14 +74,27 @@ async def _until_signal_or_finished(server) -> None:
 @click.option("--port", default=8786, show_default=True, type=int, help="Port to listen on (0: any free port).")
 @click.option("--scheduler-file", default=None, help="Write the scheduler's address to this JSON file.")
 @click.option("--dashboard-address", default=None, help="Serve Dask's dashboard here, e.g. :8787 (needs bokeh).")
+@click.option(
+    "--state-dir",
+    default=None,
+    metavar="DIR",
+    help="Keep known sites and job records here across restarts (default: edge.state-dir, else a folder "
+    "beside --scheduler-file, else ~/.local/state/jupyter-edge/hub-PORT; none with --port 0 alone).",
+)
 @tls_options
-def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_address: str | None, **tls) -> None:
+def scheduler(
+    host: str, port: int, scheduler_file: str | None, dashboard_address: str | None, state_dir: str | None, **tls
+) -> None:
     """Start the fleet's scheduler, with the catalog and job registry."""
     from distributed import Scheduler
 
     from .scheduler import EdgeSchedulerPlugin
+    from .state import default_dir
 
     security = _security(**tls)
+    state_dir = state_dir or config.get("state-dir")
+    if state_dir is None and (scheduler_file or port):
+        state_dir = default_dir(scheduler_file, port)
 
     async def run() -> None:
         with dask.config.set(_liveness_settings()):
@@ -93,10 +106,14 @@ def scheduler(host: str, port: int, scheduler_file: str | None, dashboard_addres
                 security=security,
                 protocol="tls" if security else None,
                 dashboard_address=dashboard_address,
-                plugins=[EdgeSchedulerPlugin()],
+                plugins=[EdgeSchedulerPlugin(state_dir=state_dir)],
             )
             await server
             click.echo(f"jupyter-edge scheduler at {server.address}", err=True)
+            click.echo(
+                f"jupyter-edge scheduler: {'keeping its state in ' + state_dir if state_dir else 'keeping no state'}",
+                err=True,
+            )
             await _until_signal_or_finished(server)
             await server.close()
 

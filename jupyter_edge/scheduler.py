@@ -50,6 +50,7 @@ from .protocol import (
     state_news,
     value_ack,
 )
+from .state import HubState
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,14 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
     name = "jupyter-edge"
     idempotent = True
 
-    def __init__(self):
+    def __init__(self, state_dir: str | None = None):
+        # Where the hub keeps its memory across restarts (None: nowhere, e.g. an embedded fleet).
+        self.state_dir = state_dir
+        self.state: HubState | None = None
+        self._changed_sites: set[str] = set()  # to be saved at the next flush
+        self._changed_jobs: set[str] = set()
+        self._forgotten: tuple[set[str], set[str]] = (set(), set())  # sites, jobs
+        self._sites_saved_at = 0.0
         self.reports: dict[str, dict] = {}  # worker address -> the site's last report
         self.jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self.executions: dict[str, Execution] = {}  # unfinished, by id
@@ -90,6 +98,8 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 RESET_HANDLER: self.handle_reset,
             }
         )
+        if self.state_dir:
+            self._restore(HubState(self.state_dir))
         # Sites that reported before this plugin was installed are not forgotten.
         for _, msg in scheduler.get_events(SITE_TOPIC):
             self.log_event(SITE_TOPIC, msg)
@@ -106,10 +116,12 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             if address in self.scheduler.workers:
                 self.reports[address] = msg["site"]
                 self.offline.pop(msg["site"]["name"], None)  # it is back
+                self._changed_sites.add(msg["site"]["name"])
                 self._catalog_changed()
         elif topic == EXECUTION_TOPIC:
             execution = self.executions.get(msg.get("execution"))
             if execution is not None and execution.apply(msg):
+                self._changed_jobs.add(execution.job)
                 if execution.finished:
                     self.executions.pop(execution.id, None)
                 self._to_owner(
@@ -146,6 +158,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 self._forget_old_jobs()
             ex = Execution.from_dict(carried["execution"])
             record.executions.append(ex)
+            self._changed_jobs.add(record.id)
             self.executions[ex.id] = ex
             if ex.address not in self.scheduler.workers:  # placed from a catalog older than a departure
                 self._mark_lost(ex)
@@ -209,6 +222,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 "running": 0,
                 "rtt": None,
             }
+            self._changed_sites.add(report["name"])
             self._catalog_changed()
         for ex in [ex for ex in self.executions.values() if ex.address == worker]:
             self._mark_lost(ex)
@@ -227,6 +241,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             # be unpickled); the user's own errors come back as values instead.
             execution = self.executions.pop(execution_id, None)
             if execution is not None:
+                self._changed_jobs.add(execution.job)
                 execution.apply(
                     {
                         "state": State.FAILED,
@@ -238,6 +253,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             # A client that cancels, times out or disconnects releases its tasks.
             execution = self.executions.pop(execution_id, None)
             if execution is not None:
+                self._changed_jobs.add(execution.job)
                 execution.apply(
                     {
                         "state": State.CANCELLED,
@@ -247,6 +263,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 )
 
     def _mark_lost(self, ex: Execution) -> None:
+        self._changed_jobs.add(ex.job)
         ex.apply({"state": State.LOST, "ended": time.time(), "error": str(SiteLost(ex.site, _LOST_REASON))})
         self.executions.pop(ex.id, None)
 
@@ -297,6 +314,67 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 self._leaving[address] = f"silent for {now - ws.last_seen:.0f} s (edge.liveness {limit:g} s)"
                 await self.scheduler.remove_worker(address, stimulus_id=f"edge-liveness-{now}", close=True)
         self._forget_offline(now)
+        self._flush(now)
+
+    # --- the hub's memory (see state.py) ------------------------------------
+
+    def _restore(self, state: HubState) -> None:
+        """What the hub knew before it (re)started: every site offline until it
+        rejoins, every job record; what was unfinished then ends ``lost``."""
+        self.state = state
+        now = time.time()
+        for name, model in state.sites().items():
+            if model.get("state") != "offline":
+                model.update(
+                    state="offline",
+                    offline_since=now,
+                    running=0,
+                    rtt=None,
+                    offline_reason="not back yet since the scheduler restarted",
+                )
+            self.offline[name] = model
+            self._changed_sites.add(name)
+        for data in state.jobs():
+            record = JobRecord.from_dict(data)
+            for ex in record.executions:
+                if not ex.finished:
+                    ex.apply(
+                        {"state": State.LOST, "ended": now, "error": "the scheduler restarted while it was unfinished"}
+                    )
+                    self._changed_jobs.add(record.id)
+            self.jobs[record.id] = record
+        if self.offline:
+            self._catalog_changed()
+
+    def _flush(self, now: float) -> None:
+        """Save what changed since the last flush (about once a second); the
+        last-seen times of sites online, every half minute."""
+        if self.state is None:
+            return
+        if now - self._sites_saved_at > 30:
+            self._sites_saved_at = now
+            self._changed_sites.update(r["name"] for r in self.reports.values())
+        if not (self._changed_sites or self._changed_jobs or any(self._forgotten)):
+            return
+        online = {m["name"]: m for m in self.site_models() if m["state"] != "offline"}
+        sites = {}
+        for name in self._changed_sites:
+            model = self.offline.get(name) or online.get(name)
+            if model is not None:
+                sites[name] = {**model, "state": "offline" if name in self.offline else "running"}
+        jobs = [self.jobs[j].to_dict() for j in self._changed_jobs if j in self.jobs]
+        forgotten_sites, forgotten_jobs = self._forgotten
+        try:
+            self.state.save(sites, jobs, forgotten_sites, forgotten_jobs)
+        except Exception:  # a full disk must not stop the fleet; say so and try again later
+            logger.exception("could not save the hub's state in %s", self.state.path)
+            return
+        self._changed_sites, self._changed_jobs, self._forgotten = set(), set(), (set(), set())
+
+    async def close(self) -> None:
+        self._flush(time.time() + 60)
+        if self.state is not None:
+            self.state.close()
 
     def _forget_offline(self, now: float) -> None:
         """Offline sites are forgotten ``edge.forget-after`` after they left."""
@@ -304,6 +382,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         gone = [name for name, site in self.offline.items() if now - site["offline_since"] > keep]
         for name in gone:
             del self.offline[name]
+            self._forgotten[0].add(name)
         if gone:
             self._catalog_changed()
 
@@ -358,6 +437,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             if all(ex.state in TERMINAL for ex in self.jobs[job_id].executions):
                 del self.jobs[job_id]
                 self.owners.pop(job_id, None)
+                self._forgotten[1].add(job_id)
 
     def handle_jobs(self, limit: int | None = None) -> list[dict]:
         records = list(self.jobs.values())[::-1]
@@ -391,6 +471,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         if record is None:
             return None
         unfinished = [ex for ex in record.executions if not ex.finished]
+        self._changed_jobs.add(job)
         for ex in unfinished:
             ex.apply({"state": State.CANCELLED, "ended": time.time(), "error": reason or f"cancelled by {by}"})
             self.executions.pop(ex.id, None)

@@ -75,9 +75,18 @@ def test_a_hub_restart_loses_no_site(tmp_path):
         for name in SITES
     }
     marker = tmp_path / "written-after-the-restart"
+    tokyo = start("tokyo", "worker", address, "--name", "tokyo", "--host", "127.0.0.1", "--label", "region=ap")
     try:
         with Fleet.connect(address, timeout=30) as fleet:
-            fleet.wait_for_sites(2, timeout=60)
+            fleet.wait_for_sites(3, timeout=60)
+            done = fleet.run(lambda: 42, sites=["paris"], timeout=60)
+            tokyo.terminate()  # a site that left before the restart: known, offline
+            tokyo.wait(30)
+            deadline = time.monotonic() + 30
+            while fleet.catalog().sites["tokyo"].state != "offline":
+                assert time.monotonic() < deadline, "tokyo never went offline"
+                time.sleep(0.1)
+            time.sleep(1.5)  # the hub saves about once a second
             # berlin is busy when the hub goes: its execution must stop at the site.
             fleet.submit(
                 lambda path=str(marker): (time.sleep(8), open(path, "w").close()), sites=["berlin"], timeout=120
@@ -86,6 +95,7 @@ def test_a_hub_restart_loses_no_site(tmp_path):
             while not any(j.state == "running" for j in fleet.jobs()):
                 assert time.monotonic() < deadline, "the job never started"
                 time.sleep(0.1)
+            time.sleep(1.5)  # the hub saves about once a second: a kill loses at most that
             scheduler.send_signal(signal.SIGKILL)
             scheduler.wait(10)
         time.sleep(2)
@@ -98,13 +108,22 @@ def test_a_hub_restart_loses_no_site(tmp_path):
                 assert f"site {name}" in said(name) and "rejoined" in said(name), said(name)
             result = fleet.run(lambda site: site.name, all=True, timeout=60)
             assert dict(result) == {name: name for name in SITES}
-        time.sleep(7)  # past when the stopped execution would have written its file (8 s after it started)
+            # The hub kept its memory: the site that had left, and the jobs, the one
+            # running at the restart ended lost with that reason.
+            tokyo_now = fleet.catalog().sites["tokyo"]
+            assert tokyo_now.state == "offline" and tokyo_now.labels == {"region": "ap"}, tokyo_now
+            jobs = {j.id: j for j in fleet.jobs()}
+            assert jobs[done.job].executions[0].state == "done", "a finished job should survive the restart"
+            lost = [j for j in jobs.values() if j.executions[0].site == "berlin" and j.id != result.job]
+            assert lost and lost[0].executions[0].state == "lost", [j.to_dict() for j in jobs.values()]
+            assert "the scheduler restarted" in lost[0].executions[0].error
+        time.sleep(6)  # past when the stopped execution would have written its file (8 s after it started)
         assert not marker.exists(), "the execution running when the hub went on at the site"
     finally:
-        for proc in [scheduler, *sites.values()]:
+        for proc in [scheduler, tokyo, *sites.values()]:
             if proc.poll() is None:
                 proc.terminate()
-        for proc in [scheduler, *sites.values()]:
+        for proc in [scheduler, tokyo, *sites.values()]:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
