@@ -267,7 +267,10 @@ def far_sites(field):
             field.start(
                 name, cli("worker", relay.address, "--name", name, "--host", "127.0.0.1", "--label", "distance=far")
             )
-        field.fleet.wait_for_sites(len({s.name for s in field.fleet.sites()} | set(relays)), timeout=90)
+        deadline = time.monotonic() + 90
+        while not set(relays) <= {s.name for s in field.fleet.sites() if s.state == "running"}:
+            assert time.monotonic() < deadline, f"the far sites never joined:\n{log(field, 'far-300')}"
+            time.sleep(0.2)
         yield relays
     finally:
         for name in relays:
