@@ -5,7 +5,7 @@ A fleet of Dask workers (edge sites) that know their datasets, labels and GPUs;
 """
 
 from ._version import __version__
-from .fleet import Fleet, Job
+from .fleet import Fleet, FleetUnreachable, Job
 from .jobs import ExecutionError, JobError, JobInterrupted, SiteLost, State
 from .placement import PlacementError
 from .result import JobResult
@@ -44,6 +44,7 @@ def unload_ipython_extension(ipython) -> None:
 __all__ = [
     "ExecutionError",
     "Fleet",
+    "FleetUnreachable",
     "Job",
     "JobError",
     "JobInterrupted",

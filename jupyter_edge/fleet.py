@@ -6,6 +6,7 @@ thin layer over this module.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -37,7 +38,13 @@ from .protocol import (
 from .result import JobResult
 from .scheduler import EdgeSchedulerPlugin
 
-__all__ = ["Fleet", "Job"]
+__all__ = ["Fleet", "FleetUnreachable", "Job"]
+
+
+class FleetUnreachable(OSError):
+    """The fleet's scheduler does not answer now (a hub restarting, a link down);
+    nothing was sent. The Fleet keeps its address and tries again on the next call."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +59,61 @@ class Fleet:
     """
 
     def __init__(self, client: Client, *, cluster=None):
-        self.client = client
         self.cluster = cluster  # an embedded fleet this object owns (Fleet.demo)
         self.address = client.scheduler.address
         self.identity = _identity(client)  # who this Fleet acts for: jobs' owner, cancels' caller
         self._cached: Catalog | None = None  # for placement; dropped when the fleet announces a change
         self._cached_at = 0.0
         self._lock = threading.Lock()
+        self._reconnecting = threading.Lock()
         self._running: Counter[str] = Counter()  # this Fleet's executions in flight, by site
-        self._ensure_scheduler_plugin()
         self._live: dict[str, Job] = {}  # running jobs, for their live output
+        self._closed = False
+        self._attach(client)
+
+    def _attach(self, client: Client) -> None:
+        """Use ``client``: the fleet's plugin is there, and its news comes here."""
+        self.client = client
+        self._scheduler_id = client.scheduler_info().get("id")
+        self._ensure_scheduler_plugin()
         client.subscribe_topic(CATALOG_TOPIC, self._on_catalog_change)
         client.subscribe_topic(JOB_TOPIC, self._on_job_news)
+        with self._lock:
+            self._cached = None
+
+    def _ready(self) -> Client:
+        """The client, connected again if the scheduler went away and came back (a
+        hub restart): Dask's own client gives up after its timeout, and a new
+        scheduler knows nothing of the old one's subscriptions. While the
+        scheduler does not answer, :class:`FleetUnreachable` at once."""
+        if self.cluster is not None or self._closed:
+            return self.client
+        if self.client.status == "running":
+            if self.client.scheduler_info().get("id") != self._scheduler_id:
+                # Dask's client found a new scheduler by itself; tell that one what we listen to.
+                with self._reconnecting:
+                    self._attach(self.client)
+            return self.client
+        with self._reconnecting:
+            if self.client.status != "running":
+                old = self.client
+                try:
+                    new = Client(
+                        self.address,
+                        timeout=min(config.seconds("connect-timeout"), 3.0),
+                        security=old.security,
+                        set_as_default=False,
+                    )
+                except (OSError, TimeoutError) as e:
+                    raise FleetUnreachable(
+                        f"the fleet's scheduler at {self.address} is unreachable ({e}); nothing was sent. "
+                        "The connection is kept: the next call tries again"
+                    ) from None
+                with contextlib.suppress(Exception):
+                    old.close(timeout=2)
+                logger.info("reconnected to the fleet's scheduler at %s", self.address)
+                self._attach(new)
+        return self.client
 
     @classmethod
     def connect(
@@ -125,9 +175,14 @@ class Fleet:
             self.client.register_plugin(EdgeSchedulerPlugin())
 
     def _call(self, op: str, **kwargs):
-        return self.client.sync(getattr(self.client.scheduler, op), **kwargs)
+        client = self._ready()
+        try:
+            return client.sync(getattr(client.scheduler, op), **kwargs)
+        except (OSError, TimeoutError) as e:  # it went away just now
+            raise FleetUnreachable(f"the fleet's scheduler at {self.address} is unreachable ({e})") from None
 
     def close(self) -> None:
+        self._closed = True
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
@@ -529,6 +584,7 @@ class Fleet:
     ) -> Job:
         if not request.has_target:  # before any catalog is fetched
             raise PlacementError(NO_TARGET)
+        self._ready()
         timeout = _seconds(timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")

@@ -128,3 +128,68 @@ def test_a_hub_restart_loses_no_site(tmp_path):
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_a_notebook_rides_through_a_hub_restart(tmp_path):
+    """A kernel keeps its %edge connect: during the outage a cell fails at once,
+    saying the scheduler is unreachable; after it, the next cell runs, live output included."""
+    from conftest import run_in_kernel, stream_text
+    from jupyter_client.manager import start_new_kernel
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.log", "ab") as log:
+            return subprocess.Popen(cli(*args), stdout=log, stderr=subprocess.STDOUT)
+
+    scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
+    site = start("berlin", "worker", address, "--name", "berlin", "--host", "127.0.0.1")
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        with Fleet.connect(address, timeout=30) as fleet:
+            fleet.wait_for_sites(1, timeout=60)
+        outputs, status = run_in_kernel(kc, f"%load_ext jupyter_edge\n%edge connect {address}")
+        assert status == "ok", outputs
+        outputs, status = run_in_kernel(kc, "%%edge --all\nprint('before', site.name)")
+        assert status == "ok" and "[stdout:berlin] before berlin" in stream_text(outputs), outputs
+
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait(10)
+        started = time.monotonic()
+        outputs, status = run_in_kernel(kc, "%%edge --all\nprint('during')", timeout=60)
+        took = time.monotonic() - started
+        said = str(outputs)
+        assert status == "error" and f"the fleet's scheduler at {address} is unreachable" in said, said
+        assert took < 15, f"a cell during the outage took {took:.1f} s to fail"
+
+        scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
+        with Fleet.connect(address, timeout=30) as fleet:
+            fleet.wait_for_sites(1, timeout=90)
+        outputs, status = run_in_kernel(kc, "%%edge --all\nprint('after', site.name)", timeout=90)
+        assert status == "ok" and "[stdout:berlin] after berlin" in stream_text(outputs), outputs
+
+        # A quick restart that no cell noticed: Dask's client finds the new scheduler by
+        # itself, and the next cell still gets its output and its value.
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait(10)
+        scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
+        with Fleet.connect(address, timeout=30) as fleet:
+            fleet.wait_for_sites(1, timeout=90)
+        time.sleep(2)
+        outputs, status = run_in_kernel(kc, "%%edge --all\nprint('again', site.name)\n6 * 7", timeout=90)
+        text = stream_text(outputs) + str(outputs)
+        assert status == "ok" and "[stdout:berlin] again berlin" in text and "Out[berlin]: 42" in text, outputs
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        for proc in (scheduler, site):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in (scheduler, site):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()

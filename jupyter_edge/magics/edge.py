@@ -19,7 +19,7 @@ from IPython.display import display
 from .. import config
 from ..announce import announce, withdraw
 from ..cells import NamesTooLarge, names_to_send
-from ..fleet import Fleet
+from ..fleet import Fleet, FleetUnreachable
 from ..jobs import JobInterrupted
 from ..placement import PlacementError
 from ..selector import SelectorError
@@ -83,7 +83,10 @@ class EdgeMagics(Magics):
         handler = getattr(self, f"_edge_{command}", None)
         if handler is None:
             raise UsageError(f"%edge has no command {command!r}\n\n{USAGE}")
-        return handler(rest)
+        try:
+            return handler(rest)
+        except FleetUnreachable as e:
+            raise UsageError(str(e)) from None
 
     @magic_arguments()
     @argument("address", nargs="?", help="the scheduler, e.g. tcp://scheduler:8786 (default: $JUPYTER_EDGE_SCHEDULER)")
@@ -237,7 +240,7 @@ class EdgeMagics(Magics):
                 live,
                 args.out,
             )
-        except (PlacementError, SelectorError, ValueError) as e:
+        except (PlacementError, SelectorError, ValueError, FleetUnreachable) as e:
             raise UsageError(str(e)) from None
 
     @magic_arguments()
@@ -266,7 +269,15 @@ class EdgeMagics(Magics):
                 live,
                 args.out,
             )
-        except (PlacementError, SelectorError, NamesTooLarge, NameError, SyntaxError, ValueError) as e:
+        except (
+            PlacementError,
+            SelectorError,
+            NamesTooLarge,
+            NameError,
+            SyntaxError,
+            ValueError,
+            FleetUnreachable,
+        ) as e:
             raise UsageError(str(e)) from None
 
     def _cell_options(self, args, cell: str) -> dict:
