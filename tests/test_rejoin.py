@@ -4,6 +4,8 @@ survives without being touched, its running execution stopped."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import signal
 import socket
@@ -193,3 +195,78 @@ def test_a_notebook_rides_through_a_hub_restart(tmp_path):
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.mark.e2e
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_a_site_whose_link_drops_comes_back_by_itself(tmp_path):
+    """A site in its own namespace loses its link (ip link set ... down). A drop
+    shorter than edge.liveness costs nothing; a longer one ends the running
+    execution lost, and when the link returns the site rejoins untouched."""
+    from netns import Host, require_netns
+
+    require_netns()
+    env = {**os.environ, "DASK_EDGE__LIVENESS": "4s"}
+    scheduler_file = tmp_path / "scheduler.json"
+    procs = []
+
+    def start(name: str, command: list[str]) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.log", "ab") as log:
+            procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+        return procs[-1]
+
+    host = Host(7)
+    try:
+        start(
+            "scheduler", cli("scheduler", "--host", "0.0.0.0", "--port", "0", "--scheduler-file", str(scheduler_file))
+        )
+        deadline = time.monotonic() + 30
+        while not scheduler_file.exists():
+            assert time.monotonic() < deadline, "no scheduler file"
+            time.sleep(0.05)
+        port = json.loads(scheduler_file.read_text())["address"].rsplit(":", 1)[1]
+        site = start(
+            "lyon",
+            host.command(cli("worker", f"tcp://{host.gateway}:{port}", "--name", "lyon", "--host", host.address)),
+        )
+        with Fleet.connect(f"tcp://127.0.0.1:{port}", timeout=30) as fleet:
+            fleet.wait_for_sites(1, timeout=60)
+
+            # A short drop (2 s, under the 4 s liveness): the job carries on.
+            job = fleet.submit(lambda: (time.sleep(5), "through")[1], sites=["lyon"], timeout=60)
+            time.sleep(1)
+            _run("ip", "link", "set", host.outside_if, "down")
+            time.sleep(2)
+            _run("ip", "link", "set", host.outside_if, "up")
+            assert dict(job.result(timeout=60)) == {"lyon": "through"}, job.executions
+
+            # A long drop (10 s): the running execution is lost, the site comes back by itself.
+            job = fleet.submit(lambda: time.sleep(30), sites=["lyon"], timeout=120)
+            time.sleep(1)
+            _run("ip", "link", "set", host.outside_if, "down")
+            try:
+                result = job.result(timeout=30)
+                assert result.executions["lyon"].state == "lost", result.executions
+                assert fleet.catalog().sites["lyon"].state == "offline"
+            finally:
+                _run("ip", "link", "set", host.outside_if, "up")
+            deadline = time.monotonic() + 90
+            while fleet.catalog().sites["lyon"].state != "running":
+                assert site.poll() is None, "the site's process ended instead of rejoining"
+                assert time.monotonic() < deadline, (tmp_path / "lyon.log").read_text()[-3000:]
+                time.sleep(0.5)
+            assert dict(fleet.run(lambda site: site.name, sites=["lyon"], timeout=60)) == {"lyon": "lyon"}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        host.close()
+
+
+def _run(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
