@@ -203,7 +203,13 @@ def worker(
         click.echo(f"site {name}: containers through docker {engine.version}", err=True)
     try:
         plugin = EdgeSitePlugin(
-            labels=parsed_labels, datasets=declared, gpus=inventory, docker=engine, policy=policy, audit_log=audit_log
+            labels=parsed_labels,
+            datasets=declared,
+            gpus=inventory,
+            docker=engine,
+            policy=policy,
+            audit_log=audit_log,
+            keep_runners=True,  # the site rejoins when its scheduler goes away: see _site_until_stopped
         )
     except ValueError as e:
         if engine is not None:
@@ -229,6 +235,7 @@ def worker(
     try:
         asyncio.run(_site_until_stopped(name, address, scheduler_file, security, new_worker))
     finally:
+        plugin.close()
         if engine is not None:
             engine.close()
 

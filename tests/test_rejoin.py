@@ -155,7 +155,7 @@ def test_a_notebook_rides_through_a_hub_restart(tmp_path):
             fleet.wait_for_sites(1, timeout=60)
         outputs, status = run_in_kernel(kc, f"%load_ext jupyter_edge\n%edge connect {address}")
         assert status == "ok", outputs
-        outputs, status = run_in_kernel(kc, "%%edge --all\nprint('before', site.name)")
+        outputs, status = run_in_kernel(kc, "%%edge --all\nkept = 'kept at ' + site.name\nprint('before', site.name)")
         assert status == "ok" and "[stdout:berlin] before berlin" in stream_text(outputs), outputs
 
         scheduler.send_signal(signal.SIGKILL)
@@ -170,8 +170,9 @@ def test_a_notebook_rides_through_a_hub_restart(tmp_path):
         scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
         with Fleet.connect(address, timeout=30) as fleet:
             fleet.wait_for_sites(1, timeout=90)
-        outputs, status = run_in_kernel(kc, "%%edge --all\nprint('after', site.name)", timeout=90)
-        assert status == "ok" and "[stdout:berlin] after berlin" in stream_text(outputs), outputs
+        outputs, status = run_in_kernel(kc, "%%edge --all\nprint('after', site.name, kept)", timeout=90)
+        # The site rejoined with its runners: this notebook's names there survived the restart.
+        assert status == "ok" and "[stdout:berlin] after berlin kept at berlin" in stream_text(outputs), outputs
 
         # A quick restart that no cell noticed: Dask's client finds the new scheduler by
         # itself, and the next cell still gets its output and its value.

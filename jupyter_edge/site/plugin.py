@@ -71,8 +71,12 @@ class EdgeSitePlugin(WorkerPlugin):
         docker: str | bool | ContainerEngine | None = None,
         policy: Policy | None = None,
         audit_log: str | None = None,
+        keep_runners: bool = False,
     ):
         self.labels = check_labels(labels or {})
+        # Runners outlive a worker of this site (a site that rejoins its scheduler keeps
+        # them, and the notebooks' names in them); ``close()`` ends them.
+        self.keep_runners = keep_runners
         self.policy = policy or Policy()
         self._audit_path = audit_log  # default: config, else the site's state folder
         self.audit: AuditLog | None = None
@@ -117,9 +121,10 @@ class EdgeSitePlugin(WorkerPlugin):
         self._gpu_lock = threading.Lock()
         if self.gpus.state == GPUState.NVML:
             worker.metrics["edge-gpus"] = lambda w: self.gpus.sample()
-        env = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus.count else {}
-        self.pool = RunnerPool(worker.state.nthreads, env=env)
-        self.pool.start()
+        if self.pool is None or self.pool.closed:  # a site that rejoins keeps its runners
+            env = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus.count else {}
+            self.pool = RunnerPool(worker.state.nthreads, env=env)
+            self.pool.start()
         self.values = ValueSender(post=lambda msg: worker.loop.add_callback(worker.batched_send, msg))
         # What the scheduler sends this site comes on the stream the site opened.
         worker.stream_handlers[VALUE_ACK_OP] = self._on_value_ack
@@ -147,12 +152,23 @@ class EdgeSitePlugin(WorkerPlugin):
             if callback is not None:
                 callback.stop()
         if self.pool is not None:
-            self.pool.close()
+            if self.keep_runners:
+                # The worker goes, the site stays (it rejoins): what ran here is stopped,
+                # the ready runners and the notebooks' names in them are kept.
+                for execution in list(self._active):
+                    self.pool.stop(execution, "cancelled")
+            else:
+                self.pool.close()
         if self.containers is not None:
             # Whatever is still running goes with the worker: no container outlives it.
             await asyncio.to_thread(self.containers.sweep, "still running as the site stopped")
             if not isinstance(self.docker, ContainerEngine):  # one given to the site is its giver's to close
                 self.containers.close()
+
+    def close(self) -> None:
+        """The site is done for good (a site that keeps its runners across workers)."""
+        if self.pool is not None:
+            self.pool.close()
 
     def _start_containers(self, site: str) -> None:
         """Connect to the engine, sweep this site's leftovers, and say so in the labels."""

@@ -144,6 +144,10 @@ class RunnerPool:
             if execution in self._active:
                 self._stops.setdefault(execution, Stop(reason))
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Kill every runner, busy or not; a busy task thread then returns."""
         self._closed = True
