@@ -271,3 +271,61 @@ def test_a_site_whose_link_drops_comes_back_by_itself(tmp_path):
 
 def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_the_server_extension_shows_the_outage_and_recovers_by_itself(tmp_path):
+    """What the sidebar polls (GET fleet, through the server's FleetManager): connected,
+    then unreachable with its reason while the scheduler is down, then connected again
+    with the site back, with nothing done by hand."""
+    import asyncio
+
+    from jupyter_edge.server.manager import FleetManager
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.log", "ab") as log:
+            return subprocess.Popen(cli(*args), stdout=log, stderr=subprocess.STDOUT)
+
+    def poll_until(manager, predicate, seconds: float) -> dict:
+        deadline = time.monotonic() + seconds
+        while True:
+            model = asyncio.run(manager.fleet())
+            if predicate(model) or time.monotonic() > deadline:
+                return model
+            time.sleep(0.5)
+
+    scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
+    site = start("berlin", "worker", address, "--name", "berlin", "--host", "127.0.0.1")
+    manager = FleetManager(address, connect_timeout=3)
+    try:
+        model = poll_until(manager, lambda m: [s["name"] for s in m["sites"]] == ["berlin"], 60)
+        assert model["connection"]["status"] == "connected" and model["sites"][0]["state"] == "running", model
+
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait(10)
+        started = time.monotonic()
+        model = poll_until(manager, lambda m: m["connection"]["status"] == "unreachable", 30)
+        assert model["connection"]["status"] == "unreachable", model["connection"]
+        assert model["connection"]["error"] and model["sites"] == [], model
+        assert time.monotonic() - started < 20, "the outage took too long to show"
+
+        scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
+        model = poll_until(
+            manager, lambda m: [(s["name"], s["state"]) for s in m["sites"]] == [("berlin", "running")], 90
+        )
+        assert model["connection"]["status"] == "connected", model["connection"]
+        assert [(s["name"], s["state"]) for s in model["sites"]] == [("berlin", "running")], model["sites"]
+    finally:
+        asyncio.run(asyncio.to_thread(manager._close))
+        for proc in (scheduler, site):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in (scheduler, site):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
