@@ -68,6 +68,7 @@ class Fleet:
         self._reconnecting = threading.Lock()
         self._running: Counter[str] = Counter()  # this Fleet's executions in flight, by site
         self._live: dict[str, Job] = {}  # running jobs, for their live output
+        self._catalog_version = 0  # changes announced so far (queued executions look again)
         self._closed = False
         self._attach(client)
 
@@ -231,12 +232,18 @@ class Fleet:
     def _on_catalog_change(self, event) -> None:
         with self._lock:
             self._cached = None
+            self._catalog_version += 1
+        for job in list(self._live.values()):
+            if job._queued:  # a site may be back for it
+                job._queue_woken.set()
 
     def _in_flight(self, site: str, delta: int) -> None:
         with self._lock:
             self._running[site] += delta
 
-    def _place(self, request: Request, exclude: Iterable[str] = (), refresh: bool = False) -> Placement:
+    def _place(
+        self, request: Request, exclude: Iterable[str] = (), refresh: bool = False, queue: bool = False
+    ) -> Placement:
         """Place ``request`` on the cached catalog, kept current by the fleet's
         change announcements; a request it cannot place is tried once more on
         a fresh catalog before it fails.
@@ -253,7 +260,7 @@ class Fleet:
             with self._lock:
                 load = {s.name: s.running + self._running[s.name] for s in catalog}
             try:
-                return place(request, catalog, exclude=exclude, load=load)
+                return place(request, catalog, exclude=exclude, load=load, queue=queue)
             except PlacementError:
                 if fresh:
                     raise
@@ -326,6 +333,7 @@ class Fleet:
         all: bool = False,
         timeout: float | None = None,
         retries: int = 0,
+        queue_timeout: float | str | None = None,
         kwargs: dict | None = None,
         source: str | None = None,
     ) -> Job:
@@ -344,6 +352,7 @@ class Fleet:
             retries,
             source or _describe(fn),
             supervise_in_thread=True,
+            queue_timeout=queue_timeout,
         )
 
     def run(
@@ -357,6 +366,7 @@ class Fleet:
         all: bool = False,
         timeout: float | None = None,
         retries: int = 0,
+        queue_timeout: float | str | None = None,
         kwargs: dict | None = None,
         source: str | None = None,
     ) -> JobResult:
@@ -372,6 +382,7 @@ class Fleet:
             retries,
             source or _describe(fn),
             supervise_in_thread=False,
+            queue_timeout=queue_timeout,
         )
         return _supervise_here(job)
 
@@ -391,6 +402,7 @@ class Fleet:
         all: bool = False,
         timeout: float | None = None,
         retries: int = 0,
+        queue_timeout: float | str | None = None,
         on_output=None,
         image: str | None = None,
         **container,
@@ -419,6 +431,7 @@ class Fleet:
             retries,
             _first_line(source),
             supervise_in_thread=True,
+            queue_timeout=queue_timeout,
             on_output=on_output,
         )
 
@@ -436,6 +449,7 @@ class Fleet:
         all: bool = False,
         timeout: float | None = None,
         retries: int = 0,
+        queue_timeout: float | str | None = None,
         on_output=None,
         on_start=None,
         image: str | None = None,
@@ -454,6 +468,7 @@ class Fleet:
             retries,
             _first_line(source),
             supervise_in_thread=False,
+            queue_timeout=queue_timeout,
             on_output=on_output,
         )
         if on_start is not None:
@@ -474,6 +489,7 @@ class Fleet:
         all: bool = False,
         timeout: float | None = None,
         retries: int = 0,
+        queue_timeout: float | str | None = None,
         on_output=None,
         network: bool | str | None = None,
         cpus: float | None = None,
@@ -505,7 +521,14 @@ class Fleet:
             pull=pull,
         )
         return self._start(
-            work, request, timeout, retries, shlex.join(command)[:120], supervise_in_thread=True, on_output=on_output
+            work,
+            request,
+            timeout,
+            retries,
+            shlex.join(command)[:120],
+            supervise_in_thread=True,
+            on_output=on_output,
+            queue_timeout=queue_timeout,
         )
 
     def run_command(
@@ -515,6 +538,7 @@ class Fleet:
         image: str,
         timeout: float | None = None,
         retries: int = 0,
+        queue_timeout: float | str | None = None,
         on_output=None,
         on_start=None,
         **options,
@@ -526,7 +550,14 @@ class Fleet:
         # Followed here only: a second supervisor (submit_command's thread) would count
         # the job's executions out of flight twice and collect its results twice.
         job = self._start(
-            work, request, timeout, retries, shlex.join(command)[:120], supervise_in_thread=False, on_output=on_output
+            work,
+            request,
+            timeout,
+            retries,
+            shlex.join(command)[:120],
+            supervise_in_thread=False,
+            on_output=on_output,
+            queue_timeout=queue_timeout,
         )
         if on_start is not None:
             on_start(job)
@@ -580,15 +611,26 @@ class Fleet:
         return {**found["dropped"], **dict.fromkeys(found["unanswered"])}
 
     def _start(
-        self, work: dict, request: Request, timeout, retries, source: str, supervise_in_thread: bool, on_output=None
+        self,
+        work: dict,
+        request: Request,
+        timeout,
+        retries,
+        source: str,
+        supervise_in_thread: bool,
+        on_output=None,
+        queue_timeout=None,
     ) -> Job:
         if not request.has_target:  # before any catalog is fetched
             raise PlacementError(NO_TARGET)
         self._ready()
         timeout = _seconds(timeout)
+        if queue_timeout is None:
+            queue_timeout = config.get("queue-timeout")
+        queue_timeout = _seconds(queue_timeout, "queue_timeout")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
-        placement = self._place(request)
+        placement = self._place(request, queue=queue_timeout is not None)
         job = Job(
             self,
             request,
@@ -598,12 +640,13 @@ class Fleet:
             source=source,
             owner=self.identity,
             on_output=on_output,
+            queue_timeout=queue_timeout,
         )
         job.start(placement, supervise_in_thread=supervise_in_thread)
         return job
 
 
-def _seconds(timeout) -> float | None:
+def _seconds(timeout, name: str = "timeout") -> float | None:
     """A timeout as seconds: a number, or a Dask duration such as ``"90s"``."""
     if timeout is None:
         return None
@@ -612,7 +655,7 @@ def _seconds(timeout) -> float | None:
     except (ValueError, TypeError, KeyError):
         seconds = None
     if isinstance(timeout, bool) or seconds is None or seconds <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds (or e.g. '90s'), not {timeout!r}")
+        raise ValueError(f"{name} must be a positive number of seconds (or e.g. '90s'), not {timeout!r}")
     return seconds
 
 

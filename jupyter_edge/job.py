@@ -22,7 +22,7 @@ from distributed.client import FIRST_COMPLETED, Future, FuturesCancelledError
 
 from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import Placement, PlacementError, Request
-from .protocol import ANNOTATION, EXECUTION_TOPIC, execution_news, job_annotation, value_ack
+from .protocol import ANNOTATION, EXECUTION_TOPIC, QUEUE_HANDLER, execution_news, job_annotation, value_ack
 from .result import JobResult
 from .site.plugin import run_execution
 
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 #: Building a graph costs the client about a millisecond; each extra submit
 #: can wait for the next batch of the client's stream (measured in benchmarks/).
 _SUBMIT_AT_MOST = 2
+#: How often (seconds) a job with queued executions looks at the fleet again at least.
+_QUEUE_POLL = 0.5
 
 
 class Job:
@@ -52,6 +54,7 @@ class Job:
         source: str,
         owner: str,
         on_output=None,
+        queue_timeout: float | None = None,
     ):
         self.fleet = fleet
         self.request = request
@@ -61,6 +64,15 @@ class Job:
         self.id = secrets.token_hex(4)
         self.created = time.time()
         self.deadline = self.created + timeout if timeout else None
+        # Executions that wait for offline sites, until one rejoins or this passes.
+        self.queue_timeout = queue_timeout
+        self.queue_deadline = self.created + queue_timeout if queue_timeout else None
+        self._queued: dict[str, Execution] = {}
+        self._waiting_for: dict[str, tuple[str, ...]] = {}  # queued execution -> the offline sites it waits for
+        self._queue_woken = threading.Event()  # a cancel, or news that the catalog changed
+        self._queue_catalog_seen = -1
+        self._queue_tried_at = 0.0
+        self._counted: set[str] = set()  # executions counted in the fleet's in-flight load
         self._work = work  # {"payload", "call"} for a function, {"cell"} for a cell
         self._futures: dict[str, Future] = {}  # execution id -> its task's future
         self._by_id: dict[str, Execution] = {}
@@ -94,6 +106,9 @@ class Job:
     def _executions(self, placement: Placement, attempt: int) -> list[Execution]:
         now = time.time()
         first = len(self._by_id)
+        for i, t in enumerate(placement.targets):
+            if t.queued:
+                self._waiting_for[f"{self.id}.{first + i}"] = t.waiting_for
         return [
             Execution(
                 id=f"{self.id}.{first + i}",
@@ -105,6 +120,8 @@ class Job:
                 gpus=t.gpus,
                 attempt=attempt,
                 submitted=now,
+                state=State.QUEUED if t.queued else State.PENDING,
+                error=f"waiting for {', '.join(t.waiting_for)} (offline) to rejoin" if t.queued else None,
             )
             for i, t in enumerate(placement.targets)
         ]
@@ -131,9 +148,21 @@ class Job:
         }
 
     def _launch(self, executions: list[Execution]) -> None:
+        queued = [ex for ex in executions if ex.state == State.QUEUED]
+        if queued:
+            for ex in queued:
+                self._by_id[ex.id] = ex
+                self._queued[ex.id] = ex
+            # They have no task yet: the registry learns of them, and why they wait, now.
+            header = self._annotation(queued[0])["job"]
+            self.fleet._call(QUEUE_HANDLER, job=header, executions=[ex.to_dict(outputs=False) for ex in queued])
+        executions = [ex for ex in executions if ex.state != State.QUEUED]
+        if not executions:
+            return
         client = self.fleet.client
         for ex in executions:
             self._by_id[ex.id] = ex
+            self._counted.add(ex.id)
             self.fleet._in_flight(ex.site, +1)
         if len(executions) <= _SUBMIT_AT_MOST:
             futures = []
@@ -183,8 +212,8 @@ class Job:
             for ex in self._by_id.values():
                 ex.apply({"state": State.FAILED, "error": traceback.format_exc()})
         finally:
-            for ex in self._by_id.values():
-                self.fleet._in_flight(ex.site, -1)
+            for ex_id in self._counted:
+                self.fleet._in_flight(self._by_id[ex_id].site, -1)
             self._futures.clear()  # let Dask release the results
             self.fleet._live.pop(self.id, None)
             self._finished.set()
@@ -223,25 +252,109 @@ class Job:
                 futures = dict(self._futures)
             pending = {i: f for i, f in futures.items() if f.status == "pending"}
             fresh = [i for i, f in futures.items() if f.status != "pending" and i not in self._handled]
-            if pending and not fresh and self._stop_reason is None:
+            waiting = bool(pending or self._queued)
+            if waiting and not fresh and self._stop_reason is None:
                 wait = None if self.deadline is None else self.deadline - time.time()
                 if wait is None or wait > 0:
-                    # Dask's own wait: woken on its event loop, as ``.result()`` is.
-                    try:
-                        with self.fleet.client.as_current():  # not whatever client is the default
-                            distributed.wait(list(pending.values()), timeout=wait, return_when=FIRST_COMPLETED)
-                    except (TimeoutError, FuturesCancelledError):
-                        pass
+                    if self._queued:  # look again at least this often
+                        wait = _QUEUE_POLL if wait is None else min(wait, _QUEUE_POLL)
+                    if pending:
+                        # Dask's own wait: woken on its event loop, as ``.result()`` is.
+                        try:
+                            with self.fleet.client.as_current():  # not whatever client is the default
+                                distributed.wait(list(pending.values()), timeout=wait, return_when=FIRST_COMPLETED)
+                        except (TimeoutError, FuturesCancelledError):
+                            pass
+                    else:
+                        self._queue_woken.wait(wait)
+                        self._queue_woken.clear()
+                    if self._queued and self._stop_reason is None:
+                        self._try_queued()
                     continue
             if self._stop_reason is not None:
                 self._stop(list(pending), self._stop_reason)
-            elif pending and not fresh:
+                self._unqueue(self._stop_reason)
+            elif waiting and not fresh:
                 self._stop(list(pending), State.TIMED_OUT)
+                self._unqueue(State.TIMED_OUT)
             for ex_id in fresh:
                 self._handled.add(ex_id)
                 self._settle(ex_id)
-            if not pending and all(i in self._handled for i in futures) and len(futures) == len(self._futures):
+            if (
+                not pending
+                and not self._queued
+                and all(i in self._handled for i in futures)
+                and len(futures) == len(self._futures)
+            ):
                 return
+
+    # --- waiting for offline sites ---------------------------------------------------
+
+    def _try_queued(self) -> None:
+        """Launch each queued execution whose site (or a holder of its shard) is back;
+        fail those whose queue timeout passed. Placement is tried again when the fleet
+        announces a change, and every few seconds in case an announcement was missed."""
+        now = time.time()
+        if self.queue_deadline is not None and now >= self.queue_deadline:
+            for ex in list(self._queued.values()):
+                what = f"shard {ex.shard!r} of {ex.dataset!r}" if ex.dataset else f"the work for {ex.site}"
+                ex.apply(
+                    {
+                        "state": State.FAILED,
+                        "ended": now,
+                        "error_type": "QueueTimeout",
+                        "error": f"{what} waited {self.queue_timeout:g} s for "
+                        f"{', '.join(self._waiting_for.get(ex.id, (ex.site,)))} (offline): the queue timeout passed",
+                    }
+                )
+                self._report(ex)
+                del self._queued[ex.id]
+            return
+        version = self.fleet._catalog_version
+        if version == self._queue_catalog_seen and now - self._queue_tried_at < 5:
+            return
+        self._queue_catalog_seen, self._queue_tried_at = version, now
+        ready = []
+        for ex in list(self._queued.values()):
+            try:
+                placement = self.fleet._place(self._request_for(ex))
+            except PlacementError:
+                continue  # still away
+            target = placement.targets[0]
+            ex.site, ex.address, ex.state, ex.error, ex.submitted = (
+                target.site,
+                target.address,
+                State.PENDING,
+                None,
+                now,
+            )
+            del self._queued[ex.id]
+            ready.append(ex)
+            if self.on_state is not None:
+                self.on_state(ex)
+        if ready:
+            self._launch(ready)
+
+    def _request_for(self, ex: Execution) -> Request:
+        """What a queued execution asks for now: its shard (any holder), or its site."""
+        if ex.dataset is not None and self.request.sites is None:
+            return Request(
+                data=ex.dataset,
+                where=self.request.where,
+                gpus=self.request.gpus,
+                shards=(ex.shard,),
+                executor=self.request.executor,
+            )
+        return Request(data=ex.dataset, sites=(ex.site,), gpus=self.request.gpus, executor=self.request.executor)
+
+    def _unqueue(self, reason: State) -> None:
+        """A stop (cancel, interrupt, the job's timeout) ends the queued executions too."""
+        now = time.time()
+        note = "the job's timeout passed" if reason == State.TIMED_OUT else "cancelled from the notebook"
+        for ex in list(self._queued.values()):
+            if ex.apply({"state": reason, "ended": now, "error": f"{note} while it waited: {ex.error}"}):
+                self._report(ex)
+            del self._queued[ex.id]
 
     def _settle(self, ex_id: str) -> None:
         """A future that ended without a value: lost (maybe retried), failed or
@@ -365,6 +478,7 @@ class Job:
                 self._stop_reason = State.CANCELLED
             pending = [i for i, f in self._futures.items() if f.status == "pending"]
         self._stop(pending, State.CANCELLED)  # also wakes the supervisor, waiting on these
+        self._queue_woken.set()  # or on the queue
         self._finished.wait()
 
     def result(self, timeout: float | None = None) -> JobResult:

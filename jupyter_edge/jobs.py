@@ -26,6 +26,7 @@ __all__ = [
 
 
 class State(str, enum.Enum):
+    QUEUED = "queued"  # waiting for a site that is offline now (``queue_timeout``); not sent yet
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"

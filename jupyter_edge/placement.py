@@ -131,6 +131,12 @@ class Target:
     dataset: str | None = None
     shard: str | None = None
     gpus: int = 0
+    #: Offline sites it waits for (with a queue timeout): it runs at the first that rejoins.
+    waiting_for: tuple[str, ...] = ()
+
+    @property
+    def queued(self) -> bool:
+        return bool(self.waiting_for)
 
 
 @dataclass(frozen=True)
@@ -140,24 +146,34 @@ class Placement:
 
 
 def place(
-    request: Request, catalog: Catalog, exclude: Iterable[str] = (), load: Mapping[str, int] | None = None
+    request: Request,
+    catalog: Catalog,
+    exclude: Iterable[str] = (),
+    load: Mapping[str, int] | None = None,
+    queue: bool = False,
 ) -> Placement:
     """Decide where ``request`` runs, or raise :class:`PlacementError`.
 
     ``exclude`` names sites not to use (a retry avoiding a lost replica);
     ``load`` (site -> executions in flight) overrides the catalog's counts when
-    choosing among replicas.
+    choosing among replicas. With ``queue``, work that only offline sites could
+    take waits for them (targets with ``waiting_for``) instead of failing.
     """
     if not request.has_target:
         raise PlacementError(NO_TARGET)
     excluded = frozenset(exclude)
     if request.sites is not None:
-        targets = _place_named(request, catalog, excluded)
+        targets = _place_named(request, catalog, excluded, queue)
     elif request.data is not None:
-        targets = _place_dataset(request, catalog, excluded, load)
+        targets = _place_dataset(request, catalog, excluded, load, queue)
     else:
-        targets = _place_matching(request, catalog, excluded)
+        targets = _place_matching(request, catalog, excluded, queue)
     return Placement(request, tuple(targets))
+
+
+def _waits_for(site: Site, request: Request, excluded: frozenset[str]) -> bool:
+    """Whether ``site`` is offline and would otherwise take part."""
+    return site.state == OFFLINE and (_rejection(site, request, excluded) or "").startswith(OFFLINE)
 
 
 def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | None:
@@ -206,7 +222,7 @@ def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     return f"no {kind} named {name!r}{hint} known: {', '.join(known) if known else 'none'}"
 
 
-def _place_named(request: Request, catalog: Catalog, excluded: frozenset[str]) -> list[Target]:
+def _place_named(request: Request, catalog: Catalog, excluded: frozenset[str], queue: bool) -> list[Target]:
     targets, problems = [], []
     for name in dict.fromkeys(request.sites):
         site = catalog.sites.get(name)
@@ -214,6 +230,20 @@ def _place_named(request: Request, catalog: Catalog, excluded: frozenset[str]) -
             problems.append(_unknown("site", name, catalog.sites))
             continue
         why = _rejection(site, request, excluded)
+        if why and queue and _waits_for(site, request, excluded):
+            held = site.datasets.get(request.data) if request.data is not None else None
+            if request.data is None or held is not None:
+                targets.append(
+                    Target(
+                        site.name,
+                        "",
+                        request.data,
+                        held.shard if held else None,
+                        request.gpus,
+                        waiting_for=(site.name,),
+                    )
+                )
+                continue
         if why:
             problems.append(f"site {name!r} does not match {_filters(request) or 'the request'}: {why}")
             continue
@@ -234,7 +264,7 @@ def _place_named(request: Request, catalog: Catalog, excluded: frozenset[str]) -
 
 
 def _place_dataset(
-    request: Request, catalog: Catalog, excluded: frozenset[str], load: Mapping[str, int] | None
+    request: Request, catalog: Catalog, excluded: frozenset[str], load: Mapping[str, int] | None, queue: bool
 ) -> list[Target]:
     name = request.data
     shards = catalog.holders(name)
@@ -258,11 +288,11 @@ def _place_dataset(
             else:
                 fit.append(site)
         if not fit:
-            waiting = [
-                s for s in holders if s.state == OFFLINE and _rejection(s, request, excluded).startswith(OFFLINE)
-            ]
-            if waiting:  # it would run there, but they are away: not silently left out
-                stranded.append(f"shard {shard!r} (held by {', '.join(sorted(s.name for s in waiting))}, offline)")
+            waiting = sorted(s.name for s in holders if _waits_for(s, request, excluded))
+            if waiting and queue:  # it waits for the first of them to rejoin
+                targets.append(Target(waiting[0], "", name, shard, request.gpus, waiting_for=tuple(waiting)))
+            elif waiting:  # it would run there, but they are away: not silently left out
+                stranded.append(f"shard {shard!r} (held by {', '.join(waiting)}, offline)")
             continue
         chosen = fit if request.all else [min(fit, key=lambda s: (load[s.name], s.name))]
         for site in chosen:
@@ -271,7 +301,8 @@ def _place_dataset(
     if stranded:
         raise PlacementError(
             f"{name!r} has {len(stranded)} shard{'s' if len(stranded) != 1 else ''} whose every holder is "
-            f"offline: {'; '.join(stranded)}. Nothing ran: {_listing(sorted(set(rejected)))}"
+            f"offline: {'; '.join(stranded)}. Nothing ran: {_listing(sorted(set(rejected)))}. "
+            "A queue timeout (--queue-timeout, queue_timeout=) waits for them"
         )
     if not targets:
         holders = sorted({s.name for hs in shards.values() for s in hs})
@@ -281,13 +312,15 @@ def _place_dataset(
     return targets
 
 
-def _place_matching(request: Request, catalog: Catalog, excluded: frozenset[str]) -> list[Target]:
+def _place_matching(request: Request, catalog: Catalog, excluded: frozenset[str], queue: bool) -> list[Target]:
     if not len(catalog):
         raise PlacementError("the fleet has no sites: start one with `jupyter-edge worker`")
     targets, rejected = [], []
     for site in sorted(catalog, key=lambda s: s.name):
         why = _rejection(site, request, excluded)
-        if why:
+        if why and queue and _waits_for(site, request, excluded):
+            targets.append(Target(site.name, "", None, None, request.gpus, waiting_for=(site.name,)))
+        elif why:
             rejected.append((site.name, why))
         else:
             targets.append(Target(site.name, site.address, None, None, request.gpus))

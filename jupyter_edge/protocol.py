@@ -26,7 +26,8 @@ Who sends what::
       -> the site                               another)
     scheduler -> clients    CATALOG_TOPIC       catalog_changed
     client -> scheduler     handlers            CATALOG_HANDLER, JOBS_HANDLER, JOB_HANDLER,
-                                                CANCEL_HANDLER, RESET_HANDLER (request/response)
+                                                CANCEL_HANDLER, RESET_HANDLER, QUEUE_HANDLER
+                                                (request/response)
     scheduler -> each site  DROP_SESSIONS_OP    drop_sessions (forget a notebook's names)
     site -> scheduler       SESSIONS_DROPPED_OP sessions_dropped (how many it held)
     client -> scheduler     task annotation     ANNOTATION: job_annotation (a job registers
@@ -57,6 +58,7 @@ JOBS_HANDLER = "edge_jobs"
 JOB_HANDLER = "edge_job"
 CANCEL_HANDLER = "edge_cancel"
 RESET_HANDLER = "edge_reset"
+QUEUE_HANDLER = "edge_queue"
 
 #: Client stream op, relayed to the site's stream: a chunk of a value arrived.
 VALUE_ACK_OP = "edge-value-ack"

@@ -38,6 +38,7 @@ from .protocol import (
     JOB_TOPIC,
     JOBS_HANDLER,
     OUTPUT_OP,
+    QUEUE_HANDLER,
     RESET_HANDLER,
     SESSIONS_DROPPED_OP,
     SITE_TOPIC,
@@ -96,6 +97,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 JOB_HANDLER: self.handle_job,
                 CANCEL_HANDLER: self.handle_cancel_request,
                 RESET_HANDLER: self.handle_reset,
+                QUEUE_HANDLER: self.handle_queued,
             }
         )
         if self.state_dir:
@@ -120,6 +122,9 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
                 self._catalog_changed()
         elif topic == EXECUTION_TOPIC:
             execution = self.executions.get(msg.get("execution"))
+            if execution is None and msg.get("execution"):  # a queued one ending before it was sent
+                queued = self._find(msg["execution"])
+                execution = queued if queued is not None and queued.state == State.QUEUED else None
             if execution is not None and execution.apply(msg):
                 self._changed_jobs.add(execution.job)
                 if execution.finished:
@@ -139,29 +144,51 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
     def update_graph(self, scheduler, *, client=None, annotations=None, **kwargs) -> None:
         """Register the executions whose tasks just arrived (see ``ANNOTATION``).
         Over TLS a job's owner is its client's certificate, whatever it claims."""
-        verified = self._client_identity(client)
         for carried in ((annotations or {}).get(ANNOTATION) or {}).values():
-            self.owners[carried["job"]["id"]] = client
-            header = carried["job"]
-            record = self.jobs.get(header["id"])
-            if record is None:
-                owner = verified or header["owner"]
-                record = JobRecord(header["id"], header["source"], header["request"], owner, header["created"])
-                if verified and header["owner"] != verified:
-                    self.scheduler.loop.add_callback(
-                        self.handle_cancel,
-                        header["id"],
-                        verified,
-                        f"refused: the job claims owner {header['owner']!r}, its certificate says {verified!r}",
-                    )
-                self.jobs[record.id] = record
-                self._forget_old_jobs()
-            ex = Execution.from_dict(carried["execution"])
-            record.executions.append(ex)
-            self._changed_jobs.add(record.id)
+            record = self._record(carried["job"], client)
+            ex = self._add_execution(record, Execution.from_dict(carried["execution"]))
             self.executions[ex.id] = ex
             if ex.address not in self.scheduler.workers:  # placed from a catalog older than a departure
                 self._mark_lost(ex)
+
+    def _record(self, header: dict, client=None, comm=None) -> JobRecord:
+        """The job's record, made on its first news. Over TLS its owner is the
+        client's certificate (its stream's, or the request's ``comm``), whatever it claims."""
+        if client is not None:
+            self.owners[header["id"]] = client
+        record = self.jobs.get(header["id"])
+        if record is None:
+            verified = peer_identity(comm) if comm is not None else self._client_identity(client)
+            owner = verified or header["owner"]
+            record = JobRecord(header["id"], header["source"], header["request"], owner, header["created"])
+            if verified and header["owner"] != verified:
+                self.scheduler.loop.add_callback(
+                    self.handle_cancel,
+                    header["id"],
+                    verified,
+                    f"refused: the job claims owner {header['owner']!r}, its certificate says {verified!r}",
+                )
+            self.jobs[record.id] = record
+            self._forget_old_jobs()
+        return record
+
+    def _add_execution(self, record: JobRecord, ex: Execution) -> Execution:
+        """An execution's record; one that was queued is replaced by its launch."""
+        same = [i for i, known in enumerate(record.executions) if known.id == ex.id]
+        if same:
+            record.executions[same[0]] = ex
+        else:
+            record.executions.append(ex)
+        self._changed_jobs.add(record.id)
+        return ex
+
+    def handle_queued(self, comm, job: dict, executions: list[dict]) -> None:
+        """``edge_queue``: executions waiting for offline sites, so that the registry
+        (``%edge jobs``, the sidebar) shows them and why they wait. They have no
+        task yet: their launch registers them again, with their site."""
+        record = self._record(job, comm=comm)
+        for data in executions:
+            self._add_execution(record, Execution.from_dict(data))
 
     def handle_output(self, job: str, **msg) -> None:
         """A batch of a running execution's output, or its small outcome: straight on to its client."""

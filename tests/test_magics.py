@@ -236,3 +236,19 @@ def test_fleet_table_shows_each_sites_round_trip(ip, fleet):
     from jupyter_edge.magics.display import sites_view
 
     assert "<th>round trip</th>" in sites_view(fleet.catalog())._repr_html_()
+
+
+def test_queue_timeout_option_and_default(ip):
+    out = cell(ip, "--sites berlin --queue-timeout 30s", "site.name")
+    assert values(out) == ["Out[berlin]: 'berlin'"]
+    with pytest.raises(UsageError, match="--queue-timeout: invalid duration value: 'soon'"):
+        ip.run_cell_magic("edge", "--sites berlin --queue-timeout soon", "1")
+    magics = ip.magics_manager.registry["EdgeMagics"]
+    before = dict(magics.defaults)
+    try:
+        with capture_output() as said:
+            ip.run_line_magic("edge", "config --queue-timeout 2m")
+        assert magics.defaults["queue_timeout"] == 120 and "queue_timeout=120" in said.stdout
+    finally:
+        magics.defaults.clear()
+        magics.defaults.update(before)

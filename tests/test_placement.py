@@ -609,3 +609,24 @@ def test_all_skips_offline_sites_and_naming_one_says_so():
     assert "paris" not in names and "berlin" in names
     with pytest.raises(PlacementError, match=r"site 'paris' does not match the request: offline since .*silent"):
         run(offline_fleet(), sites=["paris"])
+
+
+def test_with_a_queue_a_shard_held_only_offline_waits_for_its_holders():
+    targets = run_queued(offline_fleet(), data="sensors", where="region=eu,tier=store")
+    assert [(t.shard, t.site, t.waiting_for, t.address) for t in targets] == [
+        ("s1", "munich", (), targets[0].address),
+        ("s2", "paris", ("paris",), ""),
+    ]
+    assert targets[1].queued and not targets[0].queued
+
+
+def test_with_a_queue_all_and_named_sites_wait_for_offline_ones_that_match():
+    everyone = run_queued(offline_fleet(), all=True)
+    assert [t.site for t in everyone if t.queued] == ["paris"]
+    assert [t.site for t in run_queued(offline_fleet(), sites=["paris"]) if t.queued] == ["paris"]
+    # a filter the offline site would not pass anyway is no reason to wait for it
+    assert [t.site for t in run_queued(offline_fleet(), where="tier=factory")] == ["berlin"]
+
+
+def run_queued(catalog: Catalog, **kw) -> list[Target]:
+    return list(place(Request.build(**kw), catalog, queue=True).targets)

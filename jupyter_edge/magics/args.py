@@ -35,12 +35,32 @@ target_options = _option_group(
     argument("--all", action="store_true", help="every site that matches the filters"),
 )
 
+
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``5 minutes``, ``2h`` (Dask's durations)."""
+    from dask.utils import parse_timedelta
+
+    try:
+        seconds = parse_timedelta(text, default="seconds")
+    except (ValueError, TypeError, KeyError):
+        seconds = None
+    if seconds is None or seconds <= 0:
+        raise ValueError(f"not a duration: {text!r} (e.g. 90, 90s, 2h)")
+    return seconds
+
+
 #: How a cell runs; ``%edge config`` sets defaults for them.
 run_options = _option_group(
     "running",
     "how the cell runs",
     argument("--timeout", metavar="SECONDS", type=float, help="stop every site after this long"),
     argument("--retries", metavar="N", type=int, help="retry executions lost with their site"),
+    argument(
+        "--queue-timeout",
+        metavar="DURATION",
+        type=duration,
+        help="wait this long (e.g. 90s, 2h) for offline sites the work needs; without it, it fails at once",
+    ),
 )
 
 cell_options = _option_group(

@@ -197,7 +197,10 @@ def datasets_view(catalog: Catalog) -> Table:
 def jobs_view(records) -> Table:
     rows = []
     for record in records:
-        states = ", ".join(f"{ex.site}: {ex.state.value}" for ex in record.executions)
+        states = ", ".join(
+            f"{ex.site}: {ex.state.value}" + (f" ({ex.error})" if ex.state == State.QUEUED and ex.error else "")
+            for ex in record.executions
+        )
         when = time.strftime("%H:%M:%S", time.localtime(record.created))
         targets = ", ".join(f"{k}={v}" for k, v in record.request.items() if v not in (None, False, 0, [], ()))
         rows.append([record.id, when, record.owner, record.source, targets, record.state, states])

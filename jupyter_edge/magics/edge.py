@@ -63,7 +63,7 @@ class EdgeMagics(Magics):
         super().__init__(shell)
         self.fleet: Fleet | None = None
         self.session = uuid.uuid4().hex  # this notebook's names at each site
-        self.defaults: dict = {"timeout": None, "retries": 0}
+        self.defaults: dict = {"timeout": None, "retries": 0, "queue_timeout": None}
         self.results = {}  # job id -> JobResult, for %edge show
         self.jobs = {}  # job id -> Job started with --noblock
 
@@ -182,7 +182,7 @@ class EdgeMagics(Magics):
             raise UsageError(f"--timeout must be a number of seconds above 0, not {args.timeout}")
         if args.retries is not None and args.retries < 0:
             raise UsageError(f"--retries must be 0 or more, not {args.retries}")
-        for name in ("timeout", "retries"):
+        for name in ("timeout", "retries", "queue_timeout"):
             value = getattr(args, name)
             if value is not None:
                 self.defaults[name] = value
@@ -231,6 +231,7 @@ class EdgeMagics(Magics):
             all=args.all,
             timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
             retries=args.retries if args.retries is not None else self.defaults["retries"],
+            queue_timeout=args.queue_timeout if args.queue_timeout is not None else self.defaults["queue_timeout"],
             **container_arguments(args),
         )
         try:
@@ -298,6 +299,7 @@ class EdgeMagics(Magics):
             all=args.all,
             timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
             retries=args.retries if args.retries is not None else self.defaults["retries"],
+            queue_timeout=args.queue_timeout if args.queue_timeout is not None else self.defaults["queue_timeout"],
             **container,
         )
 

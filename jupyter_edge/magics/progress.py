@@ -16,6 +16,7 @@ from IPython.display import HTML, display
 from ..jobs import State
 
 _COLOURS = {
+    State.QUEUED: "var(--jp-ui-font-color3, #aaa)",
     State.PENDING: "var(--jp-ui-font-color2, #888)",
     State.RUNNING: "var(--jp-brand-color1, #1976d2)",
     State.DONE: "var(--jp-success-color1, #388e3c)",
