@@ -69,9 +69,12 @@ class Progress:
             start = ex.started or ex.submitted or self.started
             elapsed = (ex.ended or now) - start
             colour = _COLOURS.get(ex.state, "inherit")
+            state = ex.state.value
+            if ex.state == State.QUEUED and ex.error:  # and why it waits
+                state = f"{state}: {ex.error}"
             rows.append(
                 f"<tr><td>{html.escape(ex.site)}</td>"
-                f"<td style='color:{colour}'>{ex.state.value}</td><td>{elapsed:.1f} s</td></tr>"
+                f"<td style='color:{colour}'>{html.escape(state)}</td><td>{elapsed:.1f} s</td></tr>"
             )
         return (
             f"<div><b>edge job {html.escape(self.job.id)}</b> "
