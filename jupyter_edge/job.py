@@ -68,6 +68,7 @@ class Job:
         self.queue_timeout = queue_timeout
         self.queue_deadline = self.created + queue_timeout if queue_timeout else None
         self._queued: dict[str, Execution] = {}
+        self._busy: set[str] = set()  # sent, but queued at a site whose slots were all taken
         self._waiting_for: dict[str, tuple[str, ...]] = {}  # queued execution -> the offline sites it waits for
         self._queue_woken = threading.Event()  # a cancel, or news that the catalog changed
         self._queue_catalog_seen = -1
@@ -159,6 +160,8 @@ class Job:
         executions = [ex for ex in executions if ex.state != State.QUEUED]
         if not executions:
             return
+        if self.queue_deadline is not None:
+            self._mark_busy(executions)
         client = self.fleet.client
         for ex in executions:
             self._by_id[ex.id] = ex
@@ -256,7 +259,7 @@ class Job:
             if waiting and not fresh and self._stop_reason is None:
                 wait = None if self.deadline is None else self.deadline - time.time()
                 if wait is None or wait > 0:
-                    if self._queued:  # look again at least this often
+                    if self._queued or self._busy:  # look again at least this often
                         wait = _QUEUE_POLL if wait is None else min(wait, _QUEUE_POLL)
                     if pending:
                         # Dask's own wait: woken on its event loop, as ``.result()`` is.
@@ -270,6 +273,7 @@ class Job:
                         self._queue_woken.clear()
                     if self._queued and self._stop_reason is None:
                         self._try_queued()
+                    self._check_busy()
                     continue
             if self._stop_reason is not None:
                 self._stop(list(pending), self._stop_reason)
@@ -334,6 +338,43 @@ class Job:
                 self.on_state(ex)
         if ready:
             self._launch(ready)
+
+    def _mark_busy(self, executions: list[Execution]) -> None:
+        """With a queue timeout, an execution placed at a site whose slots are all
+        taken is ``queued`` (with why) until it starts there; Dask holds its task."""
+        catalog = self.fleet.catalog(fresh=False)
+        for ex in executions:
+            site = catalog.sites.get(ex.site)
+            if site is None:
+                continue
+            with self.fleet._lock:
+                busy = site.running + self.fleet._running[ex.site]
+            if busy >= site.nthreads:
+                ex.state, ex.error = State.QUEUED, f"waiting for a free slot at {ex.site} ({busy} running)"
+                self._busy.add(ex.id)
+
+    def _check_busy(self) -> None:
+        """Past the queue timeout, what still waits for a busy site fails (and its task goes)."""
+        if not self._busy or self.queue_deadline is None or time.time() < self.queue_deadline:
+            return
+        stale = []
+        for ex_id in list(self._busy):
+            ex = self._by_id[ex_id]
+            if ex.state == State.QUEUED and ex.apply(
+                {
+                    "state": State.FAILED,
+                    "ended": time.time(),
+                    "error_type": "QueueTimeout",
+                    "error": f"waited {self.queue_timeout:g} s for a free slot at {ex.site}: the queue timeout passed",
+                }
+            ):
+                self._report(ex)
+                stale.append(ex_id)
+            self._busy.discard(ex_id)
+        with self._lock:
+            futures = [self._futures[i] for i in stale if i in self._futures]
+        if futures:
+            self.fleet.client.cancel(futures)
 
     def _request_for(self, ex: Execution) -> Request:
         """What a queued execution asks for now: its shard (any holder), or its site."""

@@ -86,3 +86,25 @@ def test_a_cancel_ends_what_waits(fleet_with_paris_away):
     assert time.monotonic() - started < 5
     paris = next(ex for ex in job.executions if ex.site == "paris")
     assert paris.state == State.CANCELLED and "while it waited" in paris.error, paris
+
+
+def test_work_for_a_busy_site_waits_queued_then_runs_or_times_out(fleet_with_paris_away):
+    """berlin runs one execution at a time: a second job waits queued, with why, and
+    runs once the slot frees up; with a shorter queue timeout it fails instead."""
+    fleet, _ = fleet_with_paris_away
+    busy = fleet.submit(lambda: time.sleep(4), sites=["berlin"], timeout=60)
+    deadline = time.monotonic() + 30
+    while fleet.job(busy.id).executions[0].state != State.RUNNING:
+        assert time.monotonic() < deadline, "the first job never started"
+        time.sleep(0.05)
+    fleet.catalog()  # the load as the fleet sees it now
+
+    waits = fleet.submit(lambda site: site.name, sites=["berlin"], queue_timeout=60, timeout=120)
+    ex = waits.executions[0]
+    assert ex.state == State.QUEUED and ex.error.startswith("waiting for a free slot at berlin"), ex
+    gives_up = fleet.submit(lambda site: site.name, sites=["berlin"], queue_timeout=1, timeout=120)
+    failed = gives_up.result(timeout=30).executions["berlin"]
+    assert failed.state == State.FAILED and failed.error_type == "QueueTimeout", failed
+    assert "waited 1 s for a free slot at berlin" in failed.error
+    assert dict(waits.result(timeout=60)) == {"berlin": "berlin"}, waits.executions
+    assert busy.result(timeout=30).executions["berlin"].state == State.DONE
