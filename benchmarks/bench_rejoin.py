@@ -7,6 +7,11 @@ rejoined (``Fleet.wait_for_sites``) and a fan-out to all of them answers. The
 sites' logs give when each one came back, to show how they spread out.
 
     python benchmarks/bench_rejoin.py --sites 16 [--down 5] [--repeat 2]
+    python benchmarks/bench_rejoin.py --link [--link-down 40]    # as root
+
+``--link`` measures the other way back: one site in a network namespace loses
+its link for longer than ``edge.liveness`` (so the scheduler calls it lost),
+and the clock runs from the link's return to the site's first execution.
 
 Goal (issue 13): under 10 s for 64 sites with default settings, without every
 site retrying at the same instant.
@@ -25,13 +30,19 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=16)
     parser.add_argument("--down", type=float, default=5.0, help="seconds the scheduler stays down")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--link", action="store_true", help="time a site's return after its link dropped")
+    parser.add_argument("--link-down", type=float, default=40.0, help="seconds the link stays down (> liveness)")
     args = parser.parse_args()
+    if args.link:
+        return link_return(args.link_down)
 
     from jupyter_edge import Fleet
 
@@ -94,6 +105,82 @@ def main() -> int:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def link_return(down: float) -> int:
+    from netns import Host
+
+    from jupyter_edge import Fleet
+
+    root = Path(tempfile.mkdtemp(prefix="bench-link-"))
+    host = Host(41)
+    procs = []
+    try:
+        with open(root / "scheduler.log", "wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "jupyter_edge.cli",
+                        "scheduler",
+                        "--host",
+                        "0.0.0.0",
+                        "--port",
+                        "0",
+                        "--scheduler-file",
+                        str(root / "s.json"),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        while not (root / "s.json").exists():
+            time.sleep(0.05)
+        port = (root / "s.json").read_text().split('"address": "')[1].split('"')[0].rsplit(":", 1)[1]
+        with open(root / "site.log", "wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    host.command(
+                        [
+                            sys.executable,
+                            "-m",
+                            "jupyter_edge.cli",
+                            "worker",
+                            f"tcp://{host.gateway}:{port}",
+                            "--name",
+                            "far",
+                            "--host",
+                            host.address,
+                        ]
+                    ),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        with Fleet.connect(f"tcp://127.0.0.1:{port}") as fleet:
+            fleet.wait_for_sites(1, timeout=60)
+            subprocess.run(["ip", "link", "set", host.outside_if, "down"], check=True)
+            time.sleep(down)
+            assert fleet.catalog().sites["far"].state == "offline", "the site was not called lost: raise --link-down"
+            subprocess.run(["ip", "link", "set", host.outside_if, "up"], check=True)
+            t0 = time.monotonic()
+            while True:
+                try:
+                    result = fleet.run(lambda: 1, sites=["far"], timeout=30)
+                    if result.ok:
+                        break
+                except Exception:  # still offline: placement refuses it
+                    time.sleep(0.2)
+            took = time.monotonic() - t0
+        print(f"from the link's return to the site's first execution: {took:.1f} s")
+        return 0
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(20)
+        host.close()
 
 
 def _rejoined_at(log: Path, nth: int) -> float:
