@@ -75,7 +75,7 @@ class Fleet:
     def _attach(self, client: Client) -> None:
         """Use ``client``: the fleet's plugin is there, and its news comes here."""
         self.client = client
-        self._scheduler_id = client.scheduler_info().get("id")
+        self._scheduler_id = _scheduler_id(client)
         self._ensure_scheduler_plugin()
         client.subscribe_topic(CATALOG_TOPIC, self._on_catalog_change)
         client.subscribe_topic(JOB_TOPIC, self._on_job_news)
@@ -90,7 +90,7 @@ class Fleet:
         if self.cluster is not None or self._closed:
             return self.client
         if self.client.status == "running":
-            if self.client.scheduler_info().get("id") != self._scheduler_id:
+            if _scheduler_id(self.client) != self._scheduler_id:
                 # Dask's client found a new scheduler by itself; tell that one what we listen to.
                 with self._reconnecting:
                     self._attach(self.client)
@@ -644,6 +644,12 @@ class Fleet:
         )
         job.start(placement, supervise_in_thread=supervise_in_thread)
         return job
+
+
+def _scheduler_id(client: Client) -> str | None:
+    """The scheduler the client is connected to, as its handshake said. (Dask's
+    ``scheduler_info()`` would ask the scheduler about every worker each time.)"""
+    return (getattr(client, "_scheduler_identity", None) or {}).get("id")
 
 
 def _seconds(timeout, name: str = "timeout") -> float | None:
