@@ -11,6 +11,7 @@ import inspect
 import logging
 import math
 import shlex
+import socket
 import threading
 import time
 from collections import Counter
@@ -99,9 +100,12 @@ class Fleet:
             if self.client.status != "running":
                 old = self.client
                 try:
+                    # A scheduler that is down refuses at once; Dask's connect would retry
+                    # until its timeout. One that answers gets the whole timeout (a busy hub).
+                    _answers_now(self.address, config.seconds("connect-timeout"))
                     new = Client(
                         self.address,
-                        timeout=min(config.seconds("connect-timeout"), 3.0),
+                        timeout=config.seconds("connect-timeout"),
                         security=old.security,
                         set_as_default=False,
                     )
@@ -644,6 +648,15 @@ class Fleet:
         )
         job.start(placement, supervise_in_thread=supervise_in_thread)
         return job
+
+
+def _answers_now(address: str, timeout: float) -> None:
+    """Open (and close) a TCP connection to the scheduler's port: ``OSError`` if it refuses."""
+    from distributed.comm import get_address_host_port
+
+    host, port = get_address_host_port(address)
+    with socket.create_connection((host, port), timeout=timeout):
+        pass
 
 
 def _scheduler_id(client: Client) -> str | None:
