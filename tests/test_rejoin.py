@@ -36,6 +36,24 @@ def test_backoff_grows_to_its_cap_and_spreads_sites_out():
         Backoff(0, 30)
 
 
+def start_cli(folder, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """``jupyter-edge ARGS`` in the background, its output appended to ``folder/name.log``."""
+    with open(folder / f"{name}.log", "ab") as log:
+        return subprocess.Popen(cli(*args), stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def stop_all(procs) -> None:
+    """SIGTERM each process still running, then wait; SIGKILL what does not stop in 20 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,8 +73,7 @@ def test_a_hub_restart_loses_no_site(tmp_path):
 
     def start(name: str, *args: str) -> subprocess.Popen:
         logs[name] = tmp_path / f"{name}.log"
-        with open(logs[name], "ab") as log:
-            return subprocess.Popen(cli(*args), stdout=log, stderr=subprocess.STDOUT)
+        return start_cli(tmp_path, name, *args)
 
     def said(name: str) -> str:
         return logs[name].read_text(errors="replace")[-3000:]
@@ -122,14 +139,7 @@ def test_a_hub_restart_loses_no_site(tmp_path):
         time.sleep(6)  # past when the stopped execution would have written its file (8 s after it started)
         assert not marker.exists(), "the execution running when the hub went on at the site"
     finally:
-        for proc in [scheduler, tokyo, *sites.values()]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [scheduler, tokyo, *sites.values()]:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all([scheduler, tokyo, *sites.values()])
 
 
 @pytest.mark.e2e
@@ -144,8 +154,7 @@ def test_a_notebook_rides_through_a_hub_restart(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
 
     def start(name: str, *args: str) -> subprocess.Popen:
-        with open(tmp_path / f"{name}.log", "ab") as log:
-            return subprocess.Popen(cli(*args), stdout=log, stderr=subprocess.STDOUT)
+        return start_cli(tmp_path, name, *args)
 
     scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port))
     site = start("berlin", "worker", address, "--name", "berlin", "--host", "127.0.0.1")
@@ -188,14 +197,7 @@ def test_a_notebook_rides_through_a_hub_restart(tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-        for proc in (scheduler, site):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in (scheduler, site):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all([scheduler, site])
 
 
 @pytest.mark.e2e
@@ -259,13 +261,7 @@ def test_a_site_whose_link_drops_comes_back_by_itself(tmp_path):
                 time.sleep(0.5)
             assert dict(fleet.run(lambda site: site.name, sites=["lyon"], timeout=60)) == {"lyon": "lyon"}
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         host.close()
 
 
@@ -287,8 +283,7 @@ def test_the_server_extension_shows_the_outage_and_recovers_by_itself(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
 
     def start(name: str, *args: str) -> subprocess.Popen:
-        with open(tmp_path / f"{name}.log", "ab") as log:
-            return subprocess.Popen(cli(*args), stdout=log, stderr=subprocess.STDOUT)
+        return start_cli(tmp_path, name, *args)
 
     def poll_until(manager, predicate, seconds: float) -> dict:
         deadline = time.monotonic() + seconds
@@ -321,11 +316,4 @@ def test_the_server_extension_shows_the_outage_and_recovers_by_itself(tmp_path):
         assert [(s["name"], s["state"]) for s in model["sites"]] == [("berlin", "running")], model["sites"]
     finally:
         asyncio.run(asyncio.to_thread(manager._close))
-        for proc in (scheduler, site):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in (scheduler, site):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all([scheduler, site])
