@@ -127,15 +127,18 @@ class Job:
             for i, t in enumerate(placement.targets)
         ]
 
-    def _annotation(self, ex: Execution) -> dict:
-        job = {
+    def _header(self) -> dict:
+        """What the registry records of the job itself."""
+        return {
             "id": self.id,
             "source": self.source,
             "request": self.request.to_dict(),
             "owner": self.owner,
             "created": self.created,
         }
-        return job_annotation(job, ex.to_dict(outputs=False))
+
+    def _annotation(self, ex: Execution) -> dict:
+        return job_annotation(self._header(), ex.to_dict(outputs=False))
 
     def _spec(self, ex: Execution) -> dict:
         return {
@@ -155,8 +158,7 @@ class Job:
                 self._by_id[ex.id] = ex
                 self._queued[ex.id] = ex
             # They have no task yet: the registry learns of them, and why they wait, now.
-            header = self._annotation(queued[0])["job"]
-            self.fleet._call(QUEUE_HANDLER, job=header, executions=[ex.to_dict(outputs=False) for ex in queued])
+            self.fleet._call(QUEUE_HANDLER, job=self._header(), executions=[ex.to_dict(outputs=False) for ex in queued])
         executions = [ex for ex in executions if ex.state != State.QUEUED]
         if not executions:
             return

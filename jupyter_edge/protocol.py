@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from distributed.protocol import to_serialize
+
 # --- names on the wire ------------------------------------------------------------
 
 #: Event topic: sites report themselves (labels, datasets, GPUs, versions).
@@ -140,8 +142,6 @@ def value_chunk(job: str, execution: str, site: str, seq: int, data: bytes, last
     The bytes travel as a frame of their own (Dask's ``to_serialize``): the scheduler,
     which does not deserialize, passes the frame on to the client without copying it
     into a message."""
-    from distributed.protocol import to_serialize
-
     data = to_serialize(data)
     return {
         "op": OUTPUT_OP,

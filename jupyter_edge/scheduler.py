@@ -383,12 +383,15 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             self._changed_sites.update(r["name"] for r in self.reports.values())
         if not (self._changed_sites or self._changed_jobs or any(self._forgotten)):
             return
-        online = {m["name"]: m for m in self.site_models() if m["state"] != "offline"}
-        sites = {}
-        for name in self._changed_sites:
-            model = self.offline.get(name) or online.get(name)
-            if model is not None:
-                sites[name] = {**model, "state": "offline" if name in self.offline else "running"}
+        sites = {name: self.offline[name] for name in self._changed_sites if name in self.offline}
+        if len(sites) < len(self._changed_sites):  # online ones: their model as the catalog serves it
+            sites.update(
+                {
+                    m["name"]: {**m, "state": "running"}
+                    for m in self.site_models()
+                    if m["name"] in self._changed_sites and m["name"] not in sites
+                }
+            )
         jobs = [self.jobs[j].to_dict() for j in self._changed_jobs if j in self.jobs]
         forgotten_sites, forgotten_jobs = self._forgotten
         try:

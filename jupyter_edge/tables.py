@@ -52,10 +52,9 @@ def ago(seconds: float) -> str:
     return f"{seconds:.0f} s ago"
 
 
-def holders_text(catalog: Catalog, holders: list[str], sep: str = ",") -> str:
+def holders_text(catalog: Catalog, holders: list[str]) -> str:
     """A shard's holders, each offline one marked: ``berlin,paris (offline)``."""
-    offline = {s.name for s in catalog if s.state == "offline"}
-    return sep.join(f"{name} (offline)" if name in offline else name for name in holders)
+    return ",".join(f"{name} (offline)" if catalog.sites[name].state == "offline" else name for name in holders)
 
 
 def round_trip(seconds: float | None) -> str:

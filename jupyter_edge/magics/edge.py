@@ -182,7 +182,7 @@ class EdgeMagics(Magics):
             raise UsageError(f"--timeout must be a number of seconds above 0, not {args.timeout}")
         if args.retries is not None and args.retries < 0:
             raise UsageError(f"--retries must be 0 or more, not {args.retries}")
-        for name in ("timeout", "retries", "queue_timeout"):
+        for name in self.defaults:
             value = getattr(args, name)
             if value is not None:
                 self.defaults[name] = value
@@ -229,9 +229,7 @@ class EdgeMagics(Magics):
             gpus=args.gpus or 0,
             sites=args.sites,
             all=args.all,
-            timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
-            retries=args.retries if args.retries is not None else self.defaults["retries"],
-            queue_timeout=args.queue_timeout if args.queue_timeout is not None else self.defaults["queue_timeout"],
+            **self._run_settings(args),
             **container_arguments(args),
         )
         try:
@@ -297,11 +295,16 @@ class EdgeMagics(Magics):
             gpus=args.gpus or 0,
             sites=args.sites,
             all=args.all,
-            timeout=args.timeout if args.timeout is not None else self.defaults["timeout"],
-            retries=args.retries if args.retries is not None else self.defaults["retries"],
-            queue_timeout=args.queue_timeout if args.queue_timeout is not None else self.defaults["queue_timeout"],
+            **self._run_settings(args),
             **container,
         )
+
+    def _run_settings(self, args) -> dict:
+        """timeout, retries, queue_timeout: the cell's own, else this notebook's ``%edge config``."""
+        return {
+            name: default if getattr(args, name) is None else getattr(args, name)
+            for name, default in self.defaults.items()
+        }
 
     def _start_detached(self, fleet: Fleet, cell: str, options: dict, live: LiveOutput, out: str | None):
         job = fleet.submit_cell(cell, on_output=live, **options)

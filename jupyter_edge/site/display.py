@@ -75,7 +75,7 @@ def mimebundle(obj) -> dict:
             if value is not None:
                 data[mime] = value[0] if isinstance(value, tuple) else value
     data.setdefault("text/plain", repr(obj))
-    return {mime: _jsonable(value) for mime, value in data.items()}
+    return data  # made JSON-able (bytes as base64) where it is published
 
 
 def _jsonable(value):
