@@ -33,6 +33,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from netns import DelayRelay
+    from processes import stop_all
 
     from jupyter_edge import Fleet
 
@@ -110,13 +111,7 @@ def main() -> int:
         )
         return 0 if far <= bound else 1
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         for relay in relays:
             relay.close()
 

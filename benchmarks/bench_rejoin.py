@@ -44,6 +44,8 @@ def main() -> int:
     if args.link:
         return link_return(args.link_down)
 
+    from processes import stop_all
+
     from jupyter_edge import Fleet
 
     root = Path(tempfile.mkdtemp(prefix="bench-rejoin-"))
@@ -97,18 +99,12 @@ def main() -> int:
         print(f"goal: every site back in under 10 s: {'met' if worst < 10 else 'NOT met'} (worst {worst:.1f} s)")
         return 0 if worst < 10 else 1
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
 
 def link_return(down: float) -> int:
     from netns import Host
+    from processes import stop_all
 
     from jupyter_edge import Fleet
 
@@ -176,10 +172,7 @@ def link_return(down: float) -> int:
         print(f"from the link's return to the site's first execution: {took:.1f} s")
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(20)
+        stop_all(procs)
         host.close()
 
 

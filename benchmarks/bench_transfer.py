@@ -76,6 +76,7 @@ def main() -> int:
     sizes = [int(s) * MIB for s in args.sizes.split(",")]
 
     from distributed import Client
+    from processes import stop_all
 
     from jupyter_edge import Fleet, config
 
@@ -175,13 +176,7 @@ def main() -> int:
         print("goals met" if met else "goals NOT met")
         return 0 if met else 1
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         if host is not None:
             host.close()
 

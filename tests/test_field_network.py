@@ -19,6 +19,7 @@ import pytest
 from conftest import write_sensors
 from IPython.utils.capture import capture_output
 from netns import DelayRelay, Host, port_of, reachable, require_netns
+from processes import stop_all
 
 from jupyter_edge import Fleet, JobInterrupted, State
 
@@ -111,13 +112,7 @@ def field(tmp_path_factory):
         finally:
             fleet.close()
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs.values())
         for host in hosts.values():
             host.close()
 

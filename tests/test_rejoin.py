@@ -15,6 +15,7 @@ import time
 
 import pytest
 from conftest import write_sensors
+from processes import stop_all
 
 from jupyter_edge import Fleet
 from jupyter_edge.site.rejoin import Backoff
@@ -40,18 +41,6 @@ def start_cli(folder, name: str, *args: str, env: dict | None = None) -> subproc
     """``jupyter-edge ARGS`` in the background, its output appended to ``folder/name.log``."""
     with open(folder / f"{name}.log", "ab") as log:
         return subprocess.Popen(cli(*args), stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def stop_all(procs) -> None:
-    """SIGTERM each process still running, then wait; SIGKILL what does not stop in 20 s."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def free_port() -> int:
