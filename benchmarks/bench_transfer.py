@@ -6,11 +6,12 @@ value path is the same: the site's own stream); and one plain ``dask worker``
 the scheduler can reach. For each size, a value made at the site comes back
 through ``Fleet.run`` (chunks relayed over the site's connection) and, in the
 same round, through ``client.submit(...).result()`` from the plain worker
-(Dask's gather, which dials the worker). The scheduler's resident memory is
+(Dask's gather: the scheduler dials the worker and passes the value on, whole).
+The scheduler's resident memory is
 sampled every 5 ms during each transfer: its growth over the value's size says
 whether it held the value or only a window of chunks.
 
-    python benchmarks/bench_transfer.py [--sizes 1,16,100] [--repeat 3] [--json out.json]
+    python benchmarks/bench_transfer.py [--sizes 1,16,100] [--repeat 7] [--json out.json]
 
 Goals (issue 12): throughput at least 0.8x Dask's; scheduler memory growth below
 4 chunks (``edge.transfer.chunk``) per transfer.
@@ -70,7 +71,7 @@ class PeakMemory:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,16,100", help="MiB, comma-separated")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     sizes = [int(s) * MIB for s in args.sizes.split(",")]

@@ -20,6 +20,7 @@ import distributed
 from dask import delayed
 from distributed.client import FIRST_COMPLETED, Future, FuturesCancelledError
 
+from .chunked import StreamingValue, ValueIncomplete
 from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import Placement, PlacementError, Request
 from .protocol import ANNOTATION, EXECUTION_TOPIC, QUEUE_HANDLER, execution_news, job_annotation, value_ack
@@ -81,7 +82,7 @@ class Job:
         # What sites sent on their own streams (nothing is gathered from a site):
         self._outcomes: dict[str, dict] = {}  # execution id -> its outcome, sent with its task's end
         self._outputs: dict[str, list[dict]] = {}  # execution id -> its output, batch by batch
-        self._chunks: dict[str, list[bytes]] = {}  # execution id -> its large value's chunks so far
+        self._values_coming: dict[str, StreamingValue] = {}  # execution id -> its large value, arriving
         self._superseded: set[str] = set()
         self._handled: set[str] = set()
         self._lock = threading.Lock()  # _futures is read by cancel() from other threads
@@ -244,11 +245,13 @@ class Job:
     def _on_value_chunk(self, msg: dict) -> None:
         """A chunk of a large value (on the client's event loop): keep it, and say so,
         which lets the site send another (see site/transfer.py)."""
-        chunks = self._chunks.setdefault(msg["execution"], [])
-        if msg["seq"] != len(chunks):  # a stream keeps order; anything else is a bug upstream
+        value = self._values_coming.get(msg["execution"])
+        if value is None:
+            value = self._values_coming[msg["execution"]] = StreamingValue()
+        if msg["seq"] != value.chunks:  # a stream keeps order; anything else is a bug upstream
             logger.error("job %s: chunk %s of %s arrived out of order", self.id, msg["seq"], msg["execution"])
             return
-        chunks.append(msg["data"])
+        value.add(msg["data"])
         self.fleet.client._send_to_scheduler(value_ack(self.id, msg["execution"], msg["seq"]))
 
     def _follow(self) -> None:
@@ -469,36 +472,43 @@ class Job:
         connection: the outcome with the task's end, a large value in chunks before it."""
         for ex_id, ex in self._by_id.items():
             ex.outputs = self._outputs.pop(ex_id, [])
-            future = self._futures.get(ex_id)
-            if future is None or future.status != "finished":
-                self._chunks.pop(ex_id, None)
-                continue
-            outcome = self._outcomes.pop(ex_id, None)
-            if outcome is None:  # a finished task always sends its outcome first, on the same stream
-                ex.apply(
-                    {
-                        "state": State.FAILED,
-                        "ended": time.time(),
-                        "error_type": "ResultLost",
-                        "error": "the site finished, but its result never reached this notebook",
-                    }
-                )
-                continue
-            ex.apply({k: outcome[k] for k in ("state", "started", "ended", "error", "error_type", "bytes_returned")})
-            if ex.state != State.DONE:
-                continue
-            value = outcome["value"]
-            if value is None:
-                value = b"".join(self._chunks.pop(ex_id, []))
-            if len(value) != outcome["bytes_returned"]:
-                ex.state, ex.error_type = State.FAILED, "ResultLost"
-                ex.error = f"the value arrived incomplete: {len(value):,} of {outcome['bytes_returned']:,} bytes"
-                continue
+            coming = self._values_coming.pop(ex_id, None)
             try:
-                self._values[ex_id] = cloudpickle.loads(value)
-            except Exception as e:
-                ex.state, ex.error_type = State.FAILED, type(e).__name__
-                ex.error = f"the value arrived but cannot be unpickled in this process: {e!r}"
+                self._collect_one(ex, coming)
+            finally:
+                if coming is not None:
+                    coming.discard()  # a no-op once its value is in
+
+    def _collect_one(self, ex: Execution, coming: StreamingValue | None) -> None:
+        future = self._futures.get(ex.id)
+        if future is None or future.status != "finished":
+            return
+        outcome = self._outcomes.pop(ex.id, None)
+        if outcome is None:  # a finished task always sends its outcome first, on the same stream
+            ex.apply(
+                {
+                    "state": State.FAILED,
+                    "ended": time.time(),
+                    "error_type": "ResultLost",
+                    "error": "the site finished, but its result never reached this notebook",
+                }
+            )
+            return
+        ex.apply({k: outcome[k] for k in ("state", "started", "ended", "error", "error_type", "bytes_returned")})
+        if ex.state != State.DONE:
+            return
+        try:
+            if outcome["value"] is not None:
+                self._values[ex.id] = cloudpickle.loads(outcome["value"])
+            elif coming is None:
+                raise ValueIncomplete(f"the value arrived incomplete: 0 of {outcome['bytes_returned']:,} bytes")
+            else:
+                self._values[ex.id] = coming.result(outcome["bytes_returned"])
+        except ValueIncomplete as e:
+            ex.state, ex.error_type, ex.error = State.FAILED, "ResultLost", str(e)
+        except Exception as e:
+            ex.state, ex.error_type = State.FAILED, type(e).__name__
+            ex.error = f"the value arrived but cannot be unpickled in this process: {e!r}"
 
     # --- the public face ------------------------------------------------------
 

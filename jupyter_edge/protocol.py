@@ -137,7 +137,7 @@ def outcome(job: str, execution: str, site: str, result: dict) -> dict:
     return {"op": OUTPUT_OP, "kind": Kind.OUTCOME, "job": job, "execution": execution, "site": site, "outcome": result}
 
 
-def value_chunk(job: str, execution: str, site: str, seq: int, data: bytes, last: bool) -> dict:
+def value_chunk(job: str, execution: str, site: str, seq: int, data: bytes | memoryview, last: bool) -> dict:
     """Chunk ``seq`` of an execution's value (the client acknowledges each with ``value_ack``).
     The bytes travel as a frame of their own (Dask's ``to_serialize``): the scheduler,
     which does not deserialize, passes the frame on to the client without copying it

@@ -24,6 +24,7 @@ from collections import OrderedDict
 
 from distributed import SchedulerPlugin
 from distributed.protocol.pickle import dumps as pickle_dumps
+from distributed.protocol.serialize import Serialized
 from tornado.ioloop import PeriodicCallback
 
 from . import config
@@ -43,6 +44,7 @@ from .protocol import (
     SESSIONS_DROPPED_OP,
     SITE_TOPIC,
     VALUE_ACK_OP,
+    Kind,
     catalog_changed,
     drop_sessions,
     execution_of,
@@ -81,6 +83,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         self._leaving: dict[str, str] = {}  # worker address -> why the plugin removed it
         self._seen: dict[str, float] = {}  # worker address -> its last heartbeat, as of the last check
         self._resets: dict[str, dict] = {}  # request -> the sites yet to answer, and their answers
+        self._relaying: dict[str, dict[int, Serialized]] = {}  # execution -> its chunks on their way
         self.scheduler = None
 
     async def start(self, scheduler) -> None:
@@ -191,13 +194,21 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             self._add_execution(record, Execution.from_dict(data))
 
     def handle_output(self, job: str, **msg) -> None:
-        """A batch of a running execution's output, or its small outcome: straight on to its client."""
+        """A batch of a running execution's output, a chunk of its value, or its
+        outcome: straight on to its client."""
+        if msg.get("kind") == Kind.VALUE and isinstance(msg.get("data"), Serialized):
+            self._relaying.setdefault(msg["execution"], {})[msg["seq"]] = msg["data"]
+        elif msg.get("kind") == Kind.OUTCOME:
+            self._relaying.pop(msg["execution"], None)
         self._to_owner(job, job_event({"job": job, **msg}))
 
     def handle_value_ack(self, job: str, execution: str, seq: int, client: str | None = None, **_) -> None:
         """A client has a chunk of a value: the site may send another (on its own stream)."""
         ex = self.executions.get(execution)
-        if ex is None or self.owners.get(job) != client or ex.address not in self.scheduler.stream_comms:
+        if ex is None or self.owners.get(job) != client:
+            return
+        self._let_go(execution, seq)
+        if ex.address not in self.scheduler.stream_comms:
             return
         self.scheduler.worker_send(ex.address, value_ack(job, execution, seq))
 
@@ -226,6 +237,16 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
             waiting["pending"].discard(site)
             if not waiting["pending"]:
                 waiting["answered"].set()
+
+    def _let_go(self, execution: str, seq: int) -> None:
+        """The client has chunks up to ``seq``: drop their bytes here now. Dask's
+        stream reader keeps the last message it read until the next one comes, so
+        without this a relayed chunk would stay in memory one window longer."""
+        relaying = self._relaying.get(execution, {})
+        for done in [s for s in relaying if s <= seq]:
+            relaying.pop(done).frames = []
+        if not relaying:
+            self._relaying.pop(execution, None)
 
     def _to_owner(self, job: str, msg: dict) -> None:
         """Live news of a job (output, states) for the client that submitted it, and no one else."""
@@ -260,6 +281,8 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         execution_id = execution_of(key)
         if execution_id is None:
             return
+        if finish in ("memory", "erred", "forgotten", "released"):
+            self._relaying.pop(execution_id, None)  # what is on its way is Dask's to hold now
         if finish == "no-worker":
             # Never from inside a transition: fail it once this one is done.
             self.scheduler.loop.add_callback(self._fail_unrunnable, key)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pandas as pd
 import pytest
 
@@ -270,3 +273,33 @@ def test_small_results_ride_with_the_task_and_large_ones_are_gathered(fleet):
     assert res["berlin"] == "berlinberlinberlin"
     assert res["paris"] == b"x" * 300_000
     assert res.executions["paris"].bytes_returned > 300_000 > res.executions["berlin"].bytes_returned
+
+
+def test_the_scheduler_lets_go_of_each_chunk_once_the_notebook_has_it(fleet):
+    """A 40 MiB value crosses the scheduler in chunks (edge.transfer.chunk, 4 MiB):
+    sampled all along, it never holds more than the window (edge.transfer.window)
+    of them, and nothing once the value is in."""
+    import threading
+
+    import dask.config
+
+    plugin = fleet.client.cluster.scheduler.plugins["jupyter-edge"]
+    window = int(dask.config.get("edge.transfer.window"))
+    held, done = [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            held[0] = max([held[0], *(len(chunks) for chunks in list(plugin._relaying.values()))])
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with dask.config.set({"edge.result-limit": "64MiB"}):
+            res = fleet.run(lambda: os.urandom(16) + b"v" * (40 * 2**20 - 16), sites=["paris"], timeout=60)
+    finally:
+        done.set()
+        sampler.join()
+    assert res.ok and len(res["paris"]) == 40 * 2**20, res.errors
+    assert 0 < held[0] <= window, f"the scheduler held {held[0]} chunks at once (window {window})"
+    assert plugin._relaying == {}, "the scheduler still holds chunks of a value that arrived"

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from .. import config
+from .value_spool import receive_value
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +291,8 @@ class RunnerPool:
                 on_output(msg["output"])
             elif msg["op"] == "result":
                 try:
-                    msg["value"] = runner.conn.recv_bytes() if msg.pop("value_follows", False) else None
+                    follows = msg.pop("value_follows", None)
+                    msg["value"] = receive_value(runner.conn, follows, msg.pop("value_size")) if follows else None
                 except (EOFError, OSError):
                     return self._died(runner, stop)
                 if stop is not None and msg["state"] == "cancelled":

@@ -22,16 +22,13 @@ from multiprocessing.connection import Connection
 import cloudpickle
 
 from . import cell as cell_module
-from . import ipython_shell
+from . import ipython_shell, value_spool
 from .capture import FDCapture
 from .cell import run_cell
 from .dataset import Dataset
 from .display import display, displays_to, flush_figures
 from .handle import SiteHandle
-
-
-class ResultTooLarge(Exception):
-    """The value is bigger than the site lets an execution return."""
+from .value_spool import ValueSpool, pickle_value
 
 
 class Runner:
@@ -57,14 +54,19 @@ class Runner:
             self.conn.send_bytes(data)
 
     def send_result(self, outcome: dict) -> None:
-        """The result, its value's bytes as a message of their own right after it: a
-        large value is not copied into (and out of) a pickled dict on its way to the site."""
-        value = outcome.pop("value")
-        outcome["value_follows"] = value is not None
-        with self._send_lock:
-            self.conn.send_bytes(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
-            if value is not None:
-                self.conn.send_bytes(value)
+        """The result, then its value right after it, as its spool says (site/value_spool.py):
+        a value is not copied into (and out of) a pickled dict on its way to the site."""
+        spool: ValueSpool | None = outcome.pop("value")
+        if spool is not None:
+            outcome.update(value_follows=spool.follows, value_size=spool.size)
+        try:
+            with self._send_lock:
+                self.conn.send_bytes(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+                if spool is not None:
+                    spool.send(self.conn)
+        finally:
+            if spool is not None:
+                spool.close()
 
     def serve(self) -> None:
         self.send({"op": "ready", "pid": os.getpid()})
@@ -93,8 +95,8 @@ class Runner:
         try:
             with self.capture.running(forward):
                 value = self._run_cell(msg) if msg.get("cell") else self._call(msg)
-            payload = _dumps_value(value, msg["result_limit"])
-            outcome.update(state="done", value=payload)
+            spool = pickle_value(value, msg["result_limit"])
+            outcome.update(state="done", value=spool)
         except KeyboardInterrupt:
             outcome.update(state="cancelled", error="interrupted at the site", error_type="KeyboardInterrupt")
         except BaseException as e:  # the user's error, reported; the runner lives on
@@ -180,20 +182,7 @@ class Runner:
                 self.last_used.pop(session, None)
 
 
-def _dumps_value(value, limit: int) -> bytes:
-    try:
-        payload = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        raise TypeError(f"the value ({type(value).__name__}) cannot be sent back: {e}") from None
-    if len(payload) > limit:
-        raise ResultTooLarge(
-            f"the value is {len(payload):,} bytes, over this site's result limit of {limit:,} bytes "
-            "(edge.result-limit); reduce it at the site, e.g. aggregate before returning"
-        )
-    return payload
-
-
-_OWN_FILES = {__file__, cell_module.__file__}
+_OWN_FILES = {__file__, cell_module.__file__, value_spool.__file__}
 
 
 def _format_remote(error: BaseException) -> str:
@@ -201,6 +190,8 @@ def _format_remote(error: BaseException) -> str:
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
         tb = tb.tb_next
+    if tb is None:  # the runner's own error about the work (a value it cannot send): no traceback
+        return f"{type(error).__name__}: {error}\n"
     return "".join(traceback.format_exception(type(error), error, tb))
 
 
