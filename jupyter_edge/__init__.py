@@ -4,12 +4,39 @@ A fleet of Dask workers (edge sites) that know their datasets, labels and GPUs;
 :class:`Fleet` places work on exactly the sites that hold what it asks for.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from ._version import __version__
-from .fleet import Fleet, FleetUnreachable, Job
-from .jobs import ExecutionError, JobError, JobInterrupted, SiteLost, State
-from .placement import PlacementError
-from .result import JobResult
-from .selector import SelectorError
+
+# The public names load on first use: a site's runner processes import this
+# package too, and must not pay for Dask's client on every start.
+_PUBLIC = {
+    "Fleet": ".fleet",
+    "FleetUnreachable": ".fleet",
+    "Job": ".fleet",
+    "ExecutionError": ".jobs",
+    "JobError": ".jobs",
+    "JobInterrupted": ".jobs",
+    "SiteLost": ".jobs",
+    "State": ".jobs",
+    "PlacementError": ".placement",
+    "JobResult": ".result",
+    "SelectorError": ".selector",
+}
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
 
 
 def _jupyter_server_extension_points() -> list[dict]:

@@ -90,8 +90,10 @@ def scheduler(
 
     from .scheduler import EdgeSchedulerPlugin
     from .state import default_dir
+    from .tuning import tune_for_hub
 
     security = _security(**tls)
+    tune_for_hub()
     state_dir = state_dir or config.get("state-dir")
     if state_dir is None and (scheduler_file or port):
         state_dir = default_dir(scheduler_file, port)
@@ -159,11 +161,33 @@ def scheduler(
     help="This site's audit log (JSON lines; default: edge.audit-log, else "
     "~/.local/state/jupyter-edge/audit-NAME.jsonl).",
 )
+@click.option(
+    "--count",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Run K sites in this process, on one event loop: {n} in --name, --label, --dataset "
+    "and --audit-log becomes 0..K-1 (e.g. --name shop-{n} --label slot={n}). Each site has "
+    "its own name, labels, datasets and runners.",
+)
 @tls_options
 def worker(
-    address, scheduler_file, name, labels, datasets, gpus, nthreads, host, docker_url, policy_file, audit_log, **tls
+    address,
+    scheduler_file,
+    name,
+    labels,
+    datasets,
+    gpus,
+    nthreads,
+    host,
+    docker_url,
+    policy_file,
+    audit_log,
+    count,
+    **tls,
 ) -> None:
-    """Start an edge site: a Dask worker with labels, datasets and GPUs."""
+    """Start an edge site (or --count K of them): a Dask worker with labels, datasets and GPUs."""
     from distributed import Worker
 
     from .selector import SelectorError, parse_label
@@ -171,19 +195,22 @@ def worker(
     from .site.gpu import discover_gpus, parse_gpus_option
     from .site.plugin import EdgeSitePlugin
     from .site.policy import Policy
+    from .tuning import tune_for_sites
 
     address = address or (None if scheduler_file else config.scheduler_address())
     if not address and not scheduler_file:
         raise click.UsageError(f"give the scheduler's ADDRESS, --scheduler-file, or ${config.SCHEDULER_ENV}")
+    if count > 1 and SITE_NUMBER not in name:
+        raise click.UsageError(f"--count {count} needs {SITE_NUMBER} in --name, e.g. --name shop-{SITE_NUMBER}")
+    if count > 1 and gpus == "auto":
+        raise click.UsageError("--gpus auto with --count: the sites of one process would share its GPUs")
+    if nthreads < 1:
+        raise click.UsageError("--nthreads must be at least 1")
     try:
-        parsed_labels = dict(parse_label(text) for text in labels)
-        declared = [parse_dataset_option(text, name) for text in datasets]
-        inventory = discover_gpus(parse_gpus_option(gpus))
+        inventory = parse_gpus_option(gpus)
         policy = Policy.load(policy_file) if policy_file else None
     except (ValueError, SelectorError) as e:
         raise click.UsageError(str(e)) from None
-    if nthreads < 1:
-        raise click.UsageError("--nthreads must be at least 1")
     security = _security(**tls)
     if address:
         from .fleet import check_scheme
@@ -192,64 +219,107 @@ def worker(
             check_scheme(address, security)
         except ValueError as e:
             raise click.UsageError(str(e)) from None
-    engine = None
-    if docker_url is not None:
-        from .site.containers import ContainerEngine, ContainerError
+    tune_for_sites()  # before any worker exists: Dask reads these as a worker starts
 
-        try:  # connect here, to fail clearly rather than in the worker's plugin setup; the site keeps it
-            engine = ContainerEngine(name, docker_url or None)
-        except ContainerError as e:
-            raise click.ClickException(str(e)) from None
-        click.echo(f"site {name}: containers through docker {engine.version}", err=True)
-    try:
-        plugin = EdgeSitePlugin(
-            labels=parsed_labels,
-            datasets=declared,
-            gpus=inventory,
-            docker=engine,
-            policy=policy,
-            audit_log=audit_log,
-            keep_runners=True,  # the site rejoins when its scheduler goes away: see _site_until_stopped
-        )
-    except ValueError as e:
-        if engine is not None:
+    sites: list[tuple[str, EdgeSitePlugin]] = []
+    engines = []
+
+    def close_all() -> None:
+        for _, plugin in sites:
+            plugin.close()
+        for engine in engines:
             engine.close()
-        raise click.UsageError(str(e)) from None
-    click.echo(f"site {name}: GPUs {inventory.state.value} ({inventory.detail or 'none'})", err=True)
 
-    def new_worker(target: str) -> Worker:
-        return Worker(
-            target,
-            name=name,
-            nthreads=nthreads,
-            host=host,
-            dashboard=False,
-            dashboard_address=":0",
-            security=security,
-            protocol="tls" if security else None,
-            resources=plugin.resources,
-            plugins={plugin},
-            death_timeout=config.seconds("connect-timeout") * 3,
+    try:
+        for n in range(count):
+            site_name = _numbered(name, n)
+            try:
+                parsed_labels = dict(parse_label(_numbered(text, n)) for text in labels)
+                declared = [parse_dataset_option(_numbered(text, n), site_name) for text in datasets]
+            except (ValueError, SelectorError) as e:
+                raise click.UsageError(str(e)) from None
+            site_inventory = discover_gpus(inventory)
+            engine = None
+            if docker_url is not None:
+                from .site.containers import ContainerEngine, ContainerError
+
+                try:  # connect here, to fail clearly rather than in the worker's plugin setup; the site keeps it
+                    engine = ContainerEngine(site_name, docker_url or None)
+                except ContainerError as e:
+                    raise click.ClickException(str(e)) from None
+                engines.append(engine)
+                click.echo(f"site {site_name}: containers through docker {engine.version}", err=True)
+            try:
+                plugin = EdgeSitePlugin(
+                    labels=parsed_labels,
+                    datasets=declared,
+                    gpus=site_inventory,
+                    docker=engine,
+                    policy=policy,
+                    audit_log=_numbered(audit_log, n) if audit_log else None,
+                    keep_runners=True,  # the site rejoins when its scheduler goes away: see _site_until_stopped
+                )
+            except ValueError as e:
+                raise click.UsageError(str(e)) from None
+            sites.append((site_name, plugin))
+            if count == 1 or n == 0:
+                click.echo(
+                    f"site {site_name}: GPUs {site_inventory.state.value} ({site_inventory.detail or 'none'})", err=True
+                )
+    except BaseException:
+        close_all()
+        raise
+
+    def worker_of(site_name: str, plugin: EdgeSitePlugin):
+        def new_worker(target: str) -> Worker:
+            return Worker(
+                target,
+                name=site_name,
+                nthreads=nthreads,
+                host=host,
+                dashboard=False,
+                dashboard_address=":0",
+                security=security,
+                protocol="tls" if security else None,
+                resources=plugin.resources,
+                plugins={plugin},
+                death_timeout=config.seconds("connect-timeout") * 3,
+            )
+
+        return new_worker
+
+    async def every_site_until_stopped() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await asyncio.gather(
+            *(
+                _site_until_stopped(site_name, address, scheduler_file, security, worker_of(site_name, plugin), stop)
+                for site_name, plugin in sites
+            )
         )
 
     try:
-        asyncio.run(_site_until_stopped(name, address, scheduler_file, security, new_worker))
+        asyncio.run(every_site_until_stopped())
     finally:
-        plugin.close()
-        if engine is not None:
-            engine.close()
+        close_all()
 
 
-async def _site_until_stopped(name: str, address, scheduler_file, security, new_worker) -> None:
-    """Run the site until Ctrl-C/SIGTERM: join the scheduler, and whenever the worker
-    ends by itself (its scheduler went away), start another for the same site once
-    the scheduler answers again, with backoff and jitter (see site/rejoin.py)."""
+#: In --name, --label, --dataset and --audit-log with --count: the site's number.
+SITE_NUMBER = "{n}"
+
+
+def _numbered(text: str, n: int) -> str:
+    return text.replace(SITE_NUMBER, str(n))
+
+
+async def _site_until_stopped(name: str, address, scheduler_file, security, new_worker, stop: asyncio.Event) -> None:
+    """Run the site until ``stop`` (Ctrl-C, SIGTERM): join the scheduler, and whenever
+    the worker ends by itself (its scheduler went away), start another for the same
+    site once the scheduler answers again, with backoff and jitter (see site/rejoin.py)."""
     from .site.rejoin import Backoff, answers, scheduler_address
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     backoff, joined_before = Backoff.from_config(), False
 
     async def pause() -> None:

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from distributed.protocol import to_serialize
-
 # --- names on the wire ------------------------------------------------------------
 
 #: Event topic: sites report themselves (labels, datasets, GPUs, versions).
@@ -142,7 +140,8 @@ def value_chunk(job: str, execution: str, site: str, seq: int, data: bytes | mem
     The bytes travel as a frame of their own (Dask's ``to_serialize``): the scheduler,
     which does not deserialize, passes the frame on to the client without copying it
     into a message."""
-    data = to_serialize(data)
+    from distributed.protocol import to_serialize  # here: a runner imports this module, without Dask
+
     return {
         "op": OUTPUT_OP,
         "kind": Kind.VALUE,
@@ -150,7 +149,7 @@ def value_chunk(job: str, execution: str, site: str, seq: int, data: bytes | mem
         "execution": execution,
         "site": site,
         "seq": seq,
-        "data": data,
+        "data": to_serialize(data),
         "last": last,
     }
 

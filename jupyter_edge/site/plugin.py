@@ -42,6 +42,14 @@ from .transfer import TransferStopped, ValueSender
 
 logger = logging.getLogger(__name__)
 
+#: An execution still running this long after it started is reported ``running``.
+_RUNNING_AFTER = 0.05
+
+
+def _runner_check_interval() -> float:
+    """How often a site looks for runners unused for ``edge.runner.idle``."""
+    return min(max((config.seconds("runner.idle") or 0) / 4, 1.0), 60.0)
+
 
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     reserved = sorted(k for k in labels if k.startswith(RESERVED_PREFIX))
@@ -123,8 +131,7 @@ class EdgeSitePlugin(WorkerPlugin):
             worker.metrics["edge-gpus"] = lambda w: self.gpus.sample()
         if self.pool is None or self.pool.closed:  # a site that rejoins keeps its runners
             env = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus.count else {}
-            self.pool = RunnerPool(worker.state.nthreads, env=env)
-            self.pool.start()
+            self.pool = RunnerPool(worker.state.nthreads, env=env)  # runners start on first use
         self.values = ValueSender(post=lambda msg: worker.loop.add_callback(worker.batched_send, msg))
         # What the scheduler sends this site comes on the stream the site opened.
         worker.stream_handlers[VALUE_ACK_OP] = self._on_value_ack
@@ -139,15 +146,16 @@ class EdgeSitePlugin(WorkerPlugin):
         self._first_report = asyncio.ensure_future(self._report_when_connected())
         for name, method, interval in (
             ("edge-rescan", self.rescan, config.seconds("rescan-interval")),
-            ("edge-running", self._report_running, 0.1),
+            ("edge-runners", self.pool.stop_idle, _runner_check_interval()),
         ):
             callback = PeriodicCallback(method, interval * 1000)
             worker.periodic_callbacks[name] = callback
             callback.start()
 
     async def teardown(self, worker) -> None:
-        self._first_report.cancel()
-        for name in ("edge-rescan", "edge-running"):
+        if getattr(self, "_first_report", None) is not None:  # not when setup failed before it
+            self._first_report.cancel()
+        for name in ("edge-rescan", "edge-runners"):
             callback = worker.periodic_callbacks.pop(name, None)
             if callback is not None:
                 callback.stop()
@@ -270,16 +278,19 @@ class EdgeSitePlugin(WorkerPlugin):
         count = self.pool.drop_sessions(list(sessions)) if self.pool is not None else 0
         self.worker.batched_send(protocol.sessions_dropped(request, str(self.worker.name), count))
 
-    def _report_running(self) -> None:
-        """Tell the registry which executions have been running a while; the
-        quick ones only report their end."""
-        now = time.time()
-        for execution, info in list(self._active.items()):
-            if not info["reported"] and now - info["started"] > 0.05:
-                info["reported"] = True
-                self.worker.log_event(
-                    EXECUTION_TOPIC, protocol.execution_news(execution, info["job"], "running", started=info["started"])
-                )
+    def _report_running(self, execution: str) -> None:
+        """Tell the registry that an execution has been running a while (the quick
+        ones only report their end). Called once per execution, not on a timer: an
+        idle site wakes for nothing."""
+        info = self._active.get(execution)
+        if info is not None and not info["reported"]:
+            info["reported"] = True
+            self.worker.log_event(
+                EXECUTION_TOPIC, protocol.execution_news(execution, info["job"], "running", started=info["started"])
+            )
+
+    def _report_running_soon(self, execution: str) -> None:
+        self.worker.loop.call_later(_RUNNING_AFTER, self._report_running, execution)
 
     def execute(self, spec: dict) -> dict:
         """Run one execution, if the site's policy allows it, and deliver its result
@@ -362,6 +373,7 @@ class EdgeSitePlugin(WorkerPlugin):
         execution = spec["execution"]
         gpus = self._take_gpus(spec.get("gpus", 0))
         self._active[execution] = {"job": spec["job"], "started": time.time(), "reported": False}
+        self.worker.loop.add_callback(self._report_running_soon, execution)
         cell = spec.get("cell")
         site = str(self.worker.name)
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
@@ -27,6 +28,13 @@ logger = logging.getLogger(__name__)
 
 #: How often a waiting task thread looks at stop requests and deadlines (seconds).
 _TICK = 0.1
+
+#: Sessions whose runner stopped, remembered to tell them at their next cell.
+_DROPPED_KEPT = 10_000
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 class RunnerProcess:
@@ -46,6 +54,7 @@ class RunnerProcess:
         self.ready = False
         self.tainted = False  # must not take more work (GPU env set, killed, ...)
         self.drops: list[str] = []  # sessions to forget once it is idle
+        self.last_used = time.monotonic()
 
     def wait_ready(self, timeout: float) -> None:
         if self.ready:
@@ -88,10 +97,14 @@ class Stop:
 
 
 class RunnerPool:
-    """``size`` ready runners; a busy or killed one is replaced in the background."""
+    """Up to ``size`` runners, started on first use and stopped once unused for
+    ``idle`` seconds (``edge.runner.idle``): an idle site keeps no runner. A
+    runner killed or tainted by its execution is replaced at once, in the
+    background. A session whose runner stopped is told so at its next cell."""
 
-    def __init__(self, size: int, env: dict[str, str] | None = None):
+    def __init__(self, size: int, env: dict[str, str] | None = None, idle: float | None = None):
         self.size = size
+        self.idle = (config.seconds("runner.idle") or 0) if idle is None else idle
         # Figures are drawn off-screen and sent as PNG when shown, like the inline backend.
         self.env = {**os.environ, **(env or {}), "MPLBACKEND": "module://jupyter_edge.site.figures"}
         self.preload = list(config.get("runner.preload") or [])
@@ -101,10 +114,14 @@ class RunnerPool:
         self._stops: dict[str, Stop] = {}
         self._active: set[str] = set()
         self._all: set[RunnerProcess] = set()
+        self._starting = 0  # runners started and not yet ready
+        self._waiting = 0  # executions waiting for a runner
+        self._dropped: OrderedDict[str, str] = OrderedDict()  # session -> why its names went
         self._lock = threading.Lock()
         self._closed = False
 
     def start(self) -> None:
+        """Start every runner now rather than on first use (benchmarks)."""
         for _ in range(self.size):
             self._spawn()
 
@@ -112,13 +129,17 @@ class RunnerPool:
         if self._closed:
             return
         runner = RunnerProcess(self.env, self.preload)
-        self._all.add(runner)
+        with self._freed:
+            self._all.add(runner)
+            self._starting += 1
         threading.Thread(target=self._await_ready, args=(runner,), daemon=True, name="edge-runner-start").start()
 
     def _await_ready(self, runner: RunnerProcess) -> None:
         try:
             runner.wait_ready(60)
         except Exception:
+            with self._freed:
+                self._starting -= 1
             if self._closed:  # the site is shutting down; nothing to replace
                 runner.close()
                 return
@@ -128,6 +149,8 @@ class RunnerPool:
             time.sleep(1)
             self._spawn()
             return
+        with self._freed:
+            self._starting -= 1
         if self._closed:
             runner.close()
         else:
@@ -136,8 +159,30 @@ class RunnerPool:
     def _put(self, runner: RunnerProcess) -> None:
         with self._freed:
             self._send_drops(runner)
+            runner.last_used = time.monotonic()
             self._free.append(runner)
             self._freed.notify_all()
+
+    def stop_idle(self) -> None:
+        """Stop the runners unused for ``idle`` seconds, and with them the sessions
+        they hold (each told at its next cell). Never blocks: they end in the background."""
+        if not self.idle:
+            return
+        now = time.monotonic()
+        with self._freed:
+            idle = [r for r in self._free if now - r.last_used > self.idle]
+            for runner in idle:
+                self._free.remove(runner)
+                self._all.discard(runner)
+                for session in [s for s, r in self._sessions.items() if r is runner]:
+                    del self._sessions[session]
+                    self._dropped[session] = (
+                        f"its runner stopped after {_duration(self.idle)} unused (edge.runner.idle)"
+                    )
+            while len(self._dropped) > _DROPPED_KEPT:
+                self._dropped.popitem(last=False)
+        if idle:
+            threading.Thread(target=lambda: [r.close() for r in idle], daemon=True, name="edge-runner-stop").start()
 
     def stop(self, execution: str, reason: str) -> None:
         """Ask for ``execution`` to stop; its task thread acts on it at once."""
@@ -185,6 +230,15 @@ class RunnerPool:
                     "error_type": None,
                     "error": f"{stop.reason} at the site before it started",
                 }
+            why = self.dropped(session)
+            if why is not None:
+                on_output(
+                    {
+                        "name": "stderr",
+                        "text": f"this notebook's names here were dropped ({why}): "
+                        "run the cells that define them again\n",
+                    }
+                )
             try:
                 return self._drive(runner, execution, request, on_output, deadline)
             finally:
@@ -193,19 +247,43 @@ class RunnerPool:
             self._forget(execution)
 
     def _acquire(self, execution: str, deadline: float | None, session: str | None) -> RunnerProcess | None:
-        while True:
-            if deadline is not None and time.time() >= deadline:
-                self.stop(execution, "timed-out")
-            if execution in self._stops:
-                return None
+        with self._freed:
+            self._waiting += 1
+        try:
+            while True:
+                if deadline is not None and time.time() >= deadline:
+                    self.stop(execution, "timed-out")
+                if execution in self._stops:
+                    return None
+                with self._freed:
+                    runner = self._choose(session)
+                    if runner is not None:
+                        self._free.remove(runner)
+                        if session is not None:
+                            self._sessions[session] = runner
+                        return runner
+                    if self._needs_another(session):
+                        self._spawn()  # the first use of this runner slot since the site went idle
+                    self._freed.wait(_TICK)
+        finally:
             with self._freed:
-                runner = self._choose(session)
-                if runner is not None:
-                    self._free.remove(runner)
-                    if session is not None:
-                        self._sessions[session] = runner
-                    return runner
-                self._freed.wait(_TICK)
+                self._waiting -= 1
+
+    def _needs_another(self, session: str | None) -> bool:
+        """Whether a waiting execution should start a runner (under ``_freed``):
+        not if its session's runner is only busy, nor past ``size``, nor when
+        enough are starting for everyone waiting."""
+        holder = self._sessions.get(session) if session is not None else None
+        if holder is not None and holder.alive and not holder.tainted:
+            return False
+        return len(self._all) < self.size and self._starting < self._waiting
+
+    def dropped(self, session: str | None) -> str | None:
+        """Why ``session``'s names here are gone, once (its runner stopped), else ``None``."""
+        if session is None:
+            return None
+        with self._freed:
+            return self._dropped.pop(session, None)
 
     def _choose(self, session: str | None) -> RunnerProcess | None:
         """The runner holding ``session`` once it is free, else any free one
@@ -223,6 +301,7 @@ class RunnerPool:
         dropped = 0
         with self._freed:
             for session in sessions:
+                self._dropped.pop(session, None)  # forgotten on purpose: nothing to tell
                 runner = self._sessions.pop(session, None)
                 if runner is not None and runner.alive:
                     dropped += 1

@@ -25,7 +25,6 @@ from . import cell as cell_module
 from . import ipython_shell, value_spool
 from .capture import FDCapture
 from .cell import run_cell
-from .dataset import Dataset
 from .display import display, displays_to, flush_figures
 from .handle import SiteHandle
 from .value_spool import ValueSpool, pickle_value
@@ -109,9 +108,8 @@ class Runner:
         try:
             fn, args, kwargs = cloudpickle.loads(msg["payload"])
             kwargs = dict(kwargs)
-            spec = msg.get("dataset")
             if msg["call"].get("dataset"):
-                kwargs["dataset"] = Dataset(**spec, storage_options=msg.get("storage_options")) if spec else None
+                kwargs["dataset"] = _dataset(msg)
             if msg["call"].get("site"):
                 kwargs["site"] = SiteHandle(**msg["site"])
             return fn(*args, **kwargs)
@@ -131,9 +129,8 @@ class Runner:
         try:
             if cell.get("names"):
                 namespace.update(cloudpickle.loads(cell["names"]))
-            spec = msg.get("dataset")
             # Reserved: always this site's handles, whatever the cell assigned before.
-            namespace["dataset"] = Dataset(**spec, storage_options=msg.get("storage_options")) if spec else None
+            namespace["dataset"] = _dataset(msg)
             namespace["site"] = SiteHandle(**msg["site"])
             namespace["display"] = self._cell_display()
             with displays_to(self._emit_display(msg)):
@@ -180,6 +177,17 @@ class Runner:
             if now - used > idle_limit:
                 self.sessions.pop(session, None)
                 self.last_used.pop(session, None)
+
+
+def _dataset(msg: dict):
+    """The execution's shard, or ``None``. fsspec is imported by the first one: a
+    runner that never reads a dataset starts without it."""
+    spec = msg.get("dataset")
+    if not spec:
+        return None
+    from .dataset import Dataset
+
+    return Dataset(**spec, storage_options=msg.get("storage_options"))
 
 
 _OWN_FILES = {__file__, cell_module.__file__, value_spool.__file__}
