@@ -43,8 +43,15 @@ def _shipped(key: str):
     return dask.config.get(key, config=dask.config.merge(*dask.config.defaults), default=None)
 
 
+def _chosen_by_user(key: str, user: dict) -> bool:
+    """Set in a Dask YAML file or a ``DASK_*`` variable (even to Dask's own default),
+    or in this process to another value than the shipped one."""
+    return dask.config.get(key, config=user, default=None) is not None or dask.config.get(key, None) != _shipped(key)
+
+
 def _tune(defaults: dict) -> dict:
-    chosen = {key: value for key, value in defaults.items() if dask.config.get(key, None) == _shipped(key)}
+    user = dask.config.collect()  # the YAML files and DASK_* variables, without the defaults
+    chosen = {key: value for key, value in defaults.items() if not _chosen_by_user(key, user)}
     dask.config.set(chosen)
     return chosen
 
