@@ -208,7 +208,7 @@ class StepTimer:
 
     STEPS = (
         # (label, module path, attribute path)
-        ("parse_argstring", "jupyter_edge.magics.edge", "parse_argstring"),
+        ("parse_options", "jupyter_edge.magics.edge", "parse_options"),
         ("names_to_send", "jupyter_edge.magics.edge", "names_to_send"),
         ("LiveOutput()", "jupyter_edge.magics.live", "LiveOutput.__init__"),
         ("Fleet.run_cell (all)", "jupyter_edge.fleet", "Fleet.run_cell"),

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from distributed import SchedulerPlugin
 from distributed.protocol.pickle import dumps as pickle_dumps
 from distributed.protocol.serialize import Serialized
+from distributed.scheduler import heartbeat_interval
 from tornado.ioloop import PeriodicCallback
 
 from . import config
@@ -58,6 +59,14 @@ from .state import HubState
 logger = logging.getLogger(__name__)
 
 _LOST_REASON = "it left the fleet or stopped answering while the execution was unfinished"
+
+
+def liveness_limit(configured: float, sites: int) -> float:
+    """How long a site may be silent: ``edge.liveness``, but never under three of the
+    heartbeat intervals Dask asks of a fleet this size (0.5 s up to 10 sites, then
+    2 s, then ``n / 200 + 1`` s past 200: 51 s at 10,000 sites), or a large fleet
+    would remove sites that are only waiting for their turn to beat."""
+    return max(configured, 3 * heartbeat_interval(sites))
 
 
 class EdgeSchedulerPlugin(SchedulerPlugin):
@@ -348,7 +357,7 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
 
     async def check_liveness(self) -> None:
         """Remove sites silent for longer than ``edge.liveness`` (frozen, cut off)."""
-        limit = config.seconds("liveness")
+        limit = liveness_limit(config.seconds("liveness"), len(self.scheduler.workers))
         now = time.time()
         for address in list(self.reports):
             ws = self.scheduler.workers.get(address)

@@ -130,3 +130,18 @@ def test_a_thousand_lines_from_each_of_128_sites_arrive_whole(cli_fleet):
                     "end",
                 )
             )
+
+
+@pytest.mark.parametrize("sites", [1, 16, 128, 1_000, 10_000])
+def test_a_large_fleet_is_not_called_silent_between_its_heartbeats(sites):
+    """Dask spaces heartbeats out as a fleet grows (51 s at 10,000 workers): a
+    site is called silent only after three of them, and never before edge.liveness."""
+    from distributed.scheduler import heartbeat_interval
+
+    from jupyter_edge.scheduler import liveness_limit
+
+    limit = liveness_limit(30.0, sites)
+    assert limit >= 30.0
+    assert limit >= 3 * heartbeat_interval(sites)
+    if 3 * heartbeat_interval(sites) <= 30:
+        assert limit == 30.0, "a fleet this size should keep edge.liveness as it is"
