@@ -57,6 +57,29 @@ def holders_text(catalog: Catalog, holders: list[str]) -> str:
     return ",".join(f"{name} (offline)" if catalog.sites[name].state == "offline" else name for name in holders)
 
 
+#: A dataset's row in the datasets table names this many shards, and a shard this
+#: many holders; more are counted (``status --json`` and ``Fleet.datasets()`` have
+#: them all), so a dataset sharded across a thousand sites stays one readable row.
+SHARDS_NAMED = 5
+HOLDERS_NAMED = 3
+
+
+def shards_text(catalog: Catalog, shards: dict[str, list[str]]) -> str:
+    """``eu: berlin,paris; us: boston``; past ``SHARDS_NAMED`` shards (or
+    ``HOLDERS_NAMED`` holders), the first few and how many more."""
+    named = list(shards.items())[:SHARDS_NAMED]
+    parts = []
+    for shard, holders in named:
+        more = len(holders) - HOLDERS_NAMED + 1 if len(holders) > HOLDERS_NAMED else 0
+        text = holders_text(catalog, holders[: len(holders) - more])
+        parts.append(f"{shard}: {text} and {more} more" if more else f"{shard}: {text}")
+    rest = [holders for _, holders in list(shards.items())[SHARDS_NAMED:]]
+    if rest:
+        offline = sum(all(catalog.sites[name].state == "offline" for name in holders) for holders in rest)
+        parts.append(f"and {len(rest)} more shards" + (f" ({offline} held only offline)" if offline else ""))
+    return "; ".join(parts)
+
+
 def round_trip(seconds: float | None) -> str:
     """A site's round trip to the scheduler: ``4 ms``, ``310 ms``, ``1.2 s``, or ``?``."""
     if seconds is None:
@@ -67,13 +90,12 @@ def round_trip(seconds: float | None) -> str:
 def datasets_table(catalog: Catalog) -> str:
     rows = []
     for info in catalog.datasets().values():
-        shards = "; ".join(f"{shard}: {holders_text(catalog, holders)}" for shard, holders in info.shards.items())
         rows.append(
             [
                 info.name,
                 info.kind,
                 str(len(info.shards)),
-                shards,
+                shards_text(catalog, info.shards),
                 human_bytes(info.bytes),
                 "?" if info.files is None else str(info.files),
             ]

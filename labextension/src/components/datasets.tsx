@@ -10,6 +10,11 @@ const JUPYTER_CELL_MIME = 'application/vnd.jupyter.cells';
 /** Pixels the pointer moves before a press becomes a drag. */
 const DRAG_THRESHOLD = 5;
 
+/** Shards a dataset lists; a dataset sharded across a thousand sites says how many more. */
+export const SHARDS_SHOWN = 12;
+/** Holders a shard names; more replicas than that are counted. */
+export const HOLDERS_SHOWN = 4;
+
 export interface IDatasetsProps {
   datasets: IDatasetSummary[];
   onInsert: (dataset: string) => void;
@@ -49,33 +54,59 @@ export function DatasetsView(props: IDatasetsProps): JSX.Element {
               {humanBytes(dataset.bytes)}
             </span>
           </div>
-          <div className="jp-EdgeDataset-shards">
-            {Object.entries(dataset.shards).map(([shard, sites]) => (
-              <span
-                className={
-                  dataset.offlineShards.includes(shard)
-                    ? 'jp-EdgeDataset-shard jp-mod-offline'
-                    : 'jp-EdgeDataset-shard'
-                }
-                key={shard}
-                title={
-                  dataset.offlineShards.includes(shard)
-                    ? 'held only by offline sites'
-                    : sites.length > 1
-                      ? 'replicas'
-                      : ''
-                }
-              >
-                {shard === sites[0] && sites.length === 1
-                  ? shard
-                  : `${shard}: ${sites.join(', ')}`}
-              </span>
-            ))}
-          </div>
+          <Shards dataset={dataset} />
         </li>
       ))}
     </ul>
   );
+}
+
+/** A dataset's shards and who holds each, the first few when there are many. */
+function Shards(props: { dataset: IDatasetSummary }): JSX.Element {
+  const { dataset } = props;
+  const offline = new Set(dataset.offlineShards);
+  const shards = Object.entries(dataset.shards);
+  const more = shards.length - SHARDS_SHOWN;
+  return (
+    <div className="jp-EdgeDataset-shards">
+      {shards.slice(0, SHARDS_SHOWN).map(([shard, sites]) => (
+        <span
+          className={
+            offline.has(shard)
+              ? 'jp-EdgeDataset-shard jp-mod-offline'
+              : 'jp-EdgeDataset-shard'
+          }
+          key={shard}
+          title={
+            offline.has(shard)
+              ? 'held only by offline sites'
+              : sites.length > 1
+                ? `${sites.length} replicas`
+                : ''
+          }
+        >
+          {shard === sites[0] && sites.length === 1
+            ? shard
+            : `${shard}: ${holders(sites)}`}
+        </span>
+      ))}
+      {more > 0 && (
+        <span
+          className="jp-EdgeMuted jp-EdgeDataset-more"
+          title={`${offline.size} of ${shards.length} shards held only by offline sites`}
+        >{`and ${more} more shards`}</span>
+      )}
+    </div>
+  );
+}
+
+/** `berlin, paris`, or for many replicas `site-0000, site-0008, site-0016 and 122 more`. */
+function holders(sites: string[]): string {
+  if (sites.length <= HOLDERS_SHOWN) {
+    return sites.join(', ');
+  }
+  const named = sites.slice(0, HOLDERS_SHOWN - 1);
+  return `${named.join(', ')} and ${sites.length - named.length} more`;
 }
 
 /** Start a Lumino drag carrying a notebook cell once the pointer moves past a threshold. */

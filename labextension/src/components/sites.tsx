@@ -1,4 +1,9 @@
-import { HTMLSelect, InputGroup, filterIcon } from '@jupyterlab/ui-components';
+import {
+  Button,
+  HTMLSelect,
+  InputGroup,
+  filterIcon
+} from '@jupyterlab/ui-components';
 import React, { useMemo, useState } from 'react';
 
 import {
@@ -20,6 +25,16 @@ export interface ISitesProps {
   now: number;
 }
 
+/**
+ * While at most `SITES_LISTED` sites match, every one is listed. Beyond that
+ * each group lists its first `SITES_SHOWN`, and each "Show more" lists
+ * `SITES_MORE` more of it: a fleet of a thousand sites renders a few hundred
+ * rows on every poll, not every site (the filter finds any of them).
+ */
+export const SITES_LISTED = 200;
+export const SITES_SHOWN = 25;
+export const SITES_MORE = 100;
+
 /** Every site, grouped by a label the user picks, with a filter box. */
 export function SitesView(props: ISitesProps): JSX.Element {
   const keys = useMemo(() => labelKeys(props.sites), [props.sites]);
@@ -32,6 +47,15 @@ export function SitesView(props: ISitesProps): JSX.Element {
     [props.sites, filter]
   );
   const groups = useMemo(() => groupSites(shown, groupBy), [shown, groupBy]);
+  // Rows each group lists for this filter and grouping (another starts at SITES_SHOWN).
+  const view = `${groupBy}\u0000${filter}`;
+  const [listed, setListed] = useState({
+    view,
+    rows: {} as Record<string, number>
+  });
+  const rows = listed.view === view ? listed.rows : {};
+  const limit = (group: string) =>
+    shown.length <= SITES_LISTED ? Infinity : (rows[group] ?? SITES_SHOWN);
 
   return (
     <div className="jp-EdgeSites">
@@ -62,32 +86,54 @@ export function SitesView(props: ISitesProps): JSX.Element {
           ? `${props.sites.length} sites`
           : `${shown.length} of ${props.sites.length} sites`}
       </div>
-      {groups.map(group => (
-        <section
-          className="jp-EdgeSites-group"
-          key={group.value ?? '\u0000'}
-          data-group={group.value ?? ''}
-        >
-          {groupBy !== '' && (
-            <h3 className="jp-EdgeSites-groupTitle">
-              {group.value === null
-                ? `no ${groupBy}`
-                : `${groupBy}=${group.value}`}
-              <span className="jp-EdgeMuted"> ({group.sites.length})</span>
-            </h3>
-          )}
-          <ul className="jp-EdgeSites-list">
-            {group.sites.map(site => (
-              <SiteItem
-                key={site.address || site.name}
-                site={site}
-                server={props.serverVersions}
-                now={props.now}
-              />
-            ))}
-          </ul>
-        </section>
-      ))}
+      {groups.map(group => {
+        const id = group.value ?? '\u0000';
+        const hidden = Math.max(0, group.sites.length - limit(id));
+        return (
+          <section
+            className="jp-EdgeSites-group"
+            key={id}
+            data-group={group.value ?? ''}
+          >
+            {groupBy !== '' && (
+              <h3 className="jp-EdgeSites-groupTitle">
+                {group.value === null
+                  ? `no ${groupBy}`
+                  : `${groupBy}=${group.value}`}
+                <span className="jp-EdgeMuted"> ({group.sites.length})</span>
+              </h3>
+            )}
+            <ul className="jp-EdgeSites-list">
+              {group.sites.slice(0, limit(id)).map(site => (
+                <SiteItem
+                  key={site.address || site.name}
+                  site={site}
+                  server={props.serverVersions}
+                  now={props.now}
+                />
+              ))}
+            </ul>
+            {hidden > 0 && (
+              <Button
+                className="jp-EdgeSites-more"
+                minimal
+                small
+                title="The filter finds any site"
+                onClick={() =>
+                  setListed({
+                    view,
+                    rows: { ...rows, [id]: limit(id) + SITES_MORE }
+                  })
+                }
+              >
+                {hidden <= SITES_MORE
+                  ? `Show ${hidden} more`
+                  : `Show ${SITES_MORE} more (${hidden} not listed)`}
+              </Button>
+            )}
+          </section>
+        );
+      })}
     </div>
   );
 }
