@@ -51,6 +51,21 @@ def _security(tls_ca_file, tls_cert, tls_key, tls_dir):
         raise click.UsageError(str(e)) from None
 
 
+def _raise_open_files_limit() -> None:
+    """Raise this process's soft limit on open files towards the hard one, as
+    ``dask scheduler`` does: the common soft limit (1,024) is below the connections
+    of a fleet of a thousand sites."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def _liveness_settings() -> dict:
     # Dask's own time-to-live backs up the plugin's finer liveness check.
     return {"distributed.scheduler.worker-ttl": f"{2 * config.seconds('liveness')}s"}
@@ -94,6 +109,7 @@ def scheduler(
 
     security = _security(**tls)
     tune_for_hub()
+    _raise_open_files_limit()  # one connection per site, and one per transfer
     state_dir = state_dir or config.get("state-dir")
     if state_dir is None and (scheduler_file or port):
         state_dir = default_dir(scheduler_file, port)
@@ -220,6 +236,8 @@ def worker(
         except ValueError as e:
             raise click.UsageError(str(e)) from None
     tune_for_sites()  # before any worker exists: Dask reads these as a worker starts
+    if count > 1:
+        _raise_open_files_limit()  # each site's connections, and its runners' sockets
 
     sites: list[tuple[str, EdgeSitePlugin]] = []
     engines = []
