@@ -220,7 +220,15 @@ def kernel_outputs(kc, msg_id: str, timeout: float = 60) -> tuple[list[dict], st
             break
         if msg["msg_type"] in ("stream", "error", "display_data", "execute_result"):
             outputs.append(msg)
-    return outputs, kc.get_shell_msg(timeout=timeout)["content"]["status"]
+    # The reply to this execution, not any shell message: a kernel slow to start
+    # answers more than one of the kernel_info requests jupyter_client's
+    # wait_for_ready() sends (one a second), and those extra replies wait on the
+    # shell channel. Taking the next message took them for this cell's reply
+    # (status "ok") under load.
+    while True:
+        reply = kc.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return outputs, reply["content"]["status"]
 
 
 def run_in_kernel(kc, code: str, timeout: float = 60) -> tuple[list[dict], str]:
