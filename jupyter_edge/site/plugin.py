@@ -162,7 +162,7 @@ class EdgeSitePlugin(WorkerPlugin):
         if self.pool is not None:
             if self.keep_runners:
                 # The worker goes, the site stays (it rejoins): what ran here is stopped,
-                # the ready runners and the notebooks' names in them are kept.
+                # the runners and the notebooks' names in them are kept.
                 for execution in list(self._active):
                     self.pool.stop(execution, "cancelled")
             else:

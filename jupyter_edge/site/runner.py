@@ -1,4 +1,4 @@
-"""The site's pool of ready runner processes, driven by Dask tasks.
+"""The site's pool of runner processes (started on first use), driven by Dask tasks.
 
 A Dask task cannot be stopped by raising into its worker thread (a blocked
 ``time.sleep`` or C code never sees it) and tasks share the worker's stdout. So
