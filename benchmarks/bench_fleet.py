@@ -67,6 +67,26 @@ def one():
 # --- statistics ----------------------------------------------------------------
 
 
+def plain_dask_worker(*scheduler: str, name: str) -> list[str]:
+    """The command of a plain Dask worker, the reference the benchmarks compare
+    with: one thread, no nanny, no dashboard, on loopback. ``scheduler`` is an
+    address, or ``--scheduler-file`` and its path."""
+    return [
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_worker",
+        *scheduler,
+        "--name",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--nthreads",
+        "1",
+        "--no-nanny",
+        "--no-dashboard",
+    ]
+
+
 def pct(samples: list[float], q: float) -> float:
     """The q-th percentile (0..100) by linear interpolation."""
     s = sorted(samples)

@@ -52,7 +52,7 @@ from time import perf_counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import psutil
-from bench_fleet import exit_on_sigterm, summary
+from bench_fleet import exit_on_sigterm, plain_dask_worker, summary
 from bench_magic import check_lines, check_values, descendants, reap, start_ipp
 
 IDLE_SITE_CPU = 0.3  # % of one core, per idle site
@@ -212,22 +212,7 @@ class Comparison:
         self.dask_pids = [dask_scheduler.pid]
         for i in range(n):
             worker = procs.start(
-                f"plain-worker-{i}",
-                [
-                    sys.executable,
-                    "-m",
-                    "distributed.cli.dask_worker",
-                    "--scheduler-file",
-                    str(scheduler_file),
-                    "--host",
-                    "127.0.0.1",
-                    "--nthreads",
-                    "1",
-                    "--no-nanny",
-                    "--no-dashboard",
-                    "--name",
-                    f"plain-{i}",
-                ],
+                f"plain-worker-{i}", plain_dask_worker("--scheduler-file", str(scheduler_file), name=f"plain-{i}")
             )
             self.dask_pids.append(worker.pid)
         from distributed import Client

@@ -34,6 +34,8 @@ import psutil
 from dask.utils import parse_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fleet import plain_dask_worker
 
 MIB = 2**20
 
@@ -112,23 +114,7 @@ def main() -> int:
             where = "a firewalled namespace"
         else:
             start(cli("worker", f"tcp://127.0.0.1:{port}", "--name", "site", "--host", "127.0.0.1"), "site")
-        start(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_worker",
-                f"tcp://127.0.0.1:{port}",
-                "--name",
-                "plain",
-                "--host",
-                "127.0.0.1",
-                "--nthreads",
-                "1",
-                "--no-nanny",
-                "--no-dashboard",
-            ],
-            "plain",
-        )
+        start(plain_dask_worker(f"tcp://127.0.0.1:{port}", name="plain"), "plain")
         fleet = Fleet.connect(f"tcp://127.0.0.1:{port}")
         fleet.wait_for_sites(1, timeout=60)
         client: Client = fleet.client

@@ -101,10 +101,6 @@ class StreamingValue:
         self._chunks.add(chunk)
         self.chunks += 1
 
-    @property
-    def received(self) -> int:
-        return self._chunks.received
-
     def result(self, size: int):
         """The value, once its ``size`` bytes are in (all its chunks came before its
         outcome, on the same stream). :class:`ValueIncomplete` if they are not; the

@@ -207,8 +207,6 @@ class EdgeSchedulerPlugin(SchedulerPlugin):
         outcome: straight on to its client."""
         if msg.get("kind") == Kind.VALUE and isinstance(msg.get("data"), Serialized):
             self._relaying.setdefault(msg["execution"], {})[msg["seq"]] = msg["data"]
-        elif msg.get("kind") == Kind.OUTCOME:
-            self._relaying.pop(msg["execution"], None)
         self._to_owner(job, job_event({"job": job, **msg}))
 
     def handle_value_ack(self, job: str, execution: str, seq: int, client: str | None = None, **_) -> None:

@@ -38,20 +38,18 @@ HUB_DEFAULTS = {
 }
 
 
-def _shipped(key: str):
-    """The value Dask (and jupyter-edge) ship for ``key``, before any user setting."""
-    return dask.config.get(key, config=dask.config.merge(*dask.config.defaults), default=None)
-
-
-def _chosen_by_user(key: str, user: dict) -> bool:
+def _chosen_by_user(key: str, user: dict, shipped: dict) -> bool:
     """Set in a Dask YAML file or a ``DASK_*`` variable (even to Dask's own default),
-    or in this process to another value than the shipped one."""
-    return dask.config.get(key, config=user, default=None) is not None or dask.config.get(key, None) != _shipped(key)
+    or in this process to another value than the one Dask (or jupyter-edge) ships."""
+    return dask.config.get(key, config=user, default=None) is not None or dask.config.get(key, None) != dask.config.get(
+        key, config=shipped, default=None
+    )
 
 
 def _tune(defaults: dict) -> dict:
     user = dask.config.collect()  # the YAML files and DASK_* variables, without the defaults
-    chosen = {key: value for key, value in defaults.items() if not _chosen_by_user(key, user)}
+    shipped = dask.config.merge(*dask.config.defaults)
+    chosen = {key: value for key, value in defaults.items() if not _chosen_by_user(key, user, shipped)}
     dask.config.set(chosen)
     return chosen
 

@@ -46,11 +46,6 @@ logger = logging.getLogger(__name__)
 _RUNNING_AFTER = 0.05
 
 
-def _runner_check_interval() -> float:
-    """How often a site looks for runners unused for ``edge.runner.idle``."""
-    return min(max((config.seconds("runner.idle") or 0) / 4, 1.0), 60.0)
-
-
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     reserved = sorted(k for k in labels if k.startswith(RESERVED_PREFIX))
     if reserved:
@@ -146,7 +141,7 @@ class EdgeSitePlugin(WorkerPlugin):
         self._first_report = asyncio.ensure_future(self._report_when_connected())
         for name, method, interval in (
             ("edge-rescan", self.rescan, config.seconds("rescan-interval")),
-            ("edge-runners", self.pool.stop_idle, _runner_check_interval()),
+            ("edge-runners", self.pool.stop_idle, self.pool.idle_check_interval),
         ):
             callback = PeriodicCallback(method, interval * 1000)
             worker.periodic_callbacks[name] = callback

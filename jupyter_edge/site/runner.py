@@ -163,6 +163,11 @@ class RunnerPool:
             self._free.append(runner)
             self._freed.notify_all()
 
+    @property
+    def idle_check_interval(self) -> float:
+        """How often to call :meth:`stop_idle` (seconds): a quarter of ``idle``, 1 s to 60 s."""
+        return min(max(self.idle / 4, 1.0), 60.0)
+
     def stop_idle(self) -> None:
         """Stop the runners unused for ``idle`` seconds, and with them the sessions
         they hold (each told at its next cell). Never blocks: they end in the background."""
