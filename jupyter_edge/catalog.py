@@ -20,14 +20,23 @@ def _from_dict(cls, data: dict):
 
 @dataclass
 class GPU:
-    """One GPU at a site; ``utilization``/``memory_used`` are live samples
-    (``None`` for GPUs declared by hand)."""
+    """One GPU at a site. ``index`` numbers the site's GPUs, whatever their vendor;
+    ``ordinal`` is the vendor's own number for it (what ``CUDA_VISIBLE_DEVICES``,
+    ``ROCR_VISIBLE_DEVICES`` or ``ZE_AFFINITY_MASK`` name). ``unified``: its memory
+    is the host's (Jetson, integrated GPUs), and ``memory_total`` says how much.
+    ``utilization``/``memory_used`` are live samples, ``None`` where the platform
+    exposes none (and for GPUs declared by hand)."""
 
     index: int
     model: str = "declared"
     memory_total: int | None = None
     utilization: float | None = None
     memory_used: int | None = None
+    vendor: str = "unknown"  # "nvidia", "amd", "intel", or "unknown" (declared without --gpu-vendor)
+    source: str = "declared"  # where it was found: "nvml", "jetson", "amdgpu", "intel", or "declared"
+    unified: bool = False
+    ordinal: int | None = None
+    render_node: str | None = None  # "renderD128": the DRM node a container needs (AMD, Intel)
 
 
 @dataclass
@@ -54,7 +63,8 @@ class Site:
     labels: dict[str, str] = field(default_factory=dict)
     datasets: dict[str, DatasetShard] = field(default_factory=dict)
     gpus: list[GPU] = field(default_factory=list)
-    gpu_state: str = "none"  # how the GPU list was found: see site/gpu.py
+    gpu_state: str = "none"  # how the GPU list was found: "none", "declared", "not-found", or its sources ("nvml")
+    gpu_sources: list[dict] = field(default_factory=list)  # each source looked at: source, state, detail
     versions: dict[str, str] = field(default_factory=dict)
     nthreads: int = 1
     running: int = 0  # executions placed here and not finished, fleet-wide

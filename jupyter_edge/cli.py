@@ -19,6 +19,7 @@ import dask.config
 
 from . import config
 from ._version import __version__
+from .site.gpu import VENDORS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,7 +151,26 @@ def scheduler(
     metavar="NAME=PATH[@SHARD]",
     help="A dataset this site holds: a folder or an s3:// prefix (repeatable).",
 )
-@click.option("--gpus", default="none", show_default=True, help="'auto' (NVML), a number declared by hand, or 'none'.")
+@click.option(
+    "--gpus",
+    default="none",
+    show_default=True,
+    help="'auto' (NVML, Jetson, amdgpu and Intel sysfs), a number declared by hand, or 'none'.",
+)
+@click.option(
+    "--gpu-vendor", default=None, type=click.Choice(VENDORS), help="The vendor of GPUs declared with --gpus N."
+)
+@click.option("--gpu-model", default=None, metavar="MODEL", help="The model of GPUs declared with --gpus N.")
+@click.option(
+    "--gpu-memory", default=None, metavar="BYTES", help="The memory of each GPU declared with --gpus N, e.g. 16GiB."
+)
+@click.option(
+    "--host-root",
+    default="/",
+    show_default=True,
+    metavar="DIR",
+    help="Read the host's /sys, /proc and /etc under DIR (a site in a container with the host mounted there).",
+)
 @click.option("--nthreads", default=1, show_default=True, type=int, help="Executions the site runs at once.")
 @click.option("--host", default=None, help="Interface to listen on.")
 @click.option(
@@ -195,6 +215,10 @@ def worker(
     labels,
     datasets,
     gpus,
+    gpu_vendor,
+    gpu_model,
+    gpu_memory,
+    host_root,
     nthreads,
     host,
     docker_url,
@@ -224,9 +248,14 @@ def worker(
         raise click.UsageError("--nthreads must be at least 1")
     try:
         inventory = parse_gpus_option(gpus)
+        described = {"vendor": gpu_vendor, "model": gpu_model, "memory": _bytes(gpu_memory, "--gpu-memory")}
+        if any(described.values()) and not isinstance(inventory, int):
+            raise ValueError("--gpu-vendor, --gpu-model and --gpu-memory describe GPUs declared by hand (--gpus N)")
         policy = Policy.load(policy_file) if policy_file else None
     except (ValueError, SelectorError) as e:
         raise click.UsageError(str(e)) from None
+    if not os.path.isdir(host_root):
+        raise click.UsageError(f"--host-root {host_root}: no such folder")
     security = _security(**tls)
     if address:
         from .fleet import check_scheme
@@ -256,7 +285,7 @@ def worker(
                 declared = [parse_dataset_option(_numbered(text, n), site_name) for text in datasets]
             except (ValueError, SelectorError) as e:
                 raise click.UsageError(str(e)) from None
-            site_inventory = discover_gpus(inventory)
+            site_inventory = discover_gpus(inventory, host_root=host_root, **described)
             engine = None
             if docker_url is not None:
                 from .site.containers import ContainerEngine, ContainerError
@@ -282,8 +311,13 @@ def worker(
             sites.append((site_name, plugin))
             if count == 1 or n == 0:
                 click.echo(
-                    f"site {site_name}: GPUs {site_inventory.state.value} ({site_inventory.detail or 'none'})", err=True
+                    f"site {site_name}: GPUs {site_inventory.summary} ({site_inventory.detail or 'none'})", err=True
                 )
+                for source in site_inventory.sources:
+                    click.echo(
+                        f"  {source.source}: {source.state}" + (f" ({source.detail})" if source.detail else ""),
+                        err=True,
+                    )
     except BaseException:
         close_all()
         raise
@@ -326,6 +360,18 @@ def worker(
 
 #: In --name, --label, --dataset and --audit-log with --count: the site's number.
 SITE_NUMBER = "{n}"
+
+
+def _bytes(text: str | None, option: str) -> int | None:
+    """A size given to ``option`` (``16GiB``, ``8e9``), in bytes."""
+    if text is None:
+        return None
+    from dask.utils import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(f"{option} takes a size like 16GiB or 8GB, not {text!r}") from None
 
 
 def _numbered(text: str, n: int) -> str:

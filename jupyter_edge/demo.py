@@ -1,7 +1,7 @@
 """The demo fleet: four or more sites on loopback, with sample data.
 
-berlin (region=eu, factory), paris (eu, store), boston (us, hospital, one GPU
-declared) and tokyo (ap, factory), then ``site-5``, ... Each holds its own shard
+berlin (region=eu, factory), paris (eu, store), boston (us, hospital, one NVIDIA T4
+declared by hand) and tokyo (ap, factory), then ``site-5``, ... Each holds its own shard
 of ``sensors`` (Parquet) and ``logs`` (text); ``weather`` has shards ``eu``
 (replicated on berlin and paris), ``us`` and ``ap``; with moto installed (the
 ``demo`` extra), boston and tokyo hold ``archive`` in a local S3 endpoint.
@@ -37,6 +37,8 @@ def plan_sites(count: int) -> list[SiteSpec]:
         sites.append(
             SiteSpec(name, {"region": region, "tier": _TIERS[i % len(_TIERS)]}, gpus=1 if name == "boston" else 0)
         )
+        if name == "boston":  # declared by hand, as its owner describes it: the machine may have none
+            sites[-1].gpu_vendor, sites[-1].gpu_model, sites[-1].gpu_memory = "nvidia", "NVIDIA T4", "16GiB"
     return sites
 
 

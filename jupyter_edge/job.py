@@ -23,7 +23,15 @@ from distributed.client import FIRST_COMPLETED, Future, FuturesCancelledError
 from .chunked import StreamingValue, ValueIncomplete
 from .jobs import Execution, JobRecord, SiteLost, State
 from .placement import Placement, PlacementError, Request
-from .protocol import ANNOTATION, EXECUTION_TOPIC, QUEUE_HANDLER, execution_news, job_annotation, value_ack
+from .protocol import (
+    ANNOTATION,
+    EXECUTION_TOPIC,
+    QUEUE_HANDLER,
+    execution_news,
+    gpu_resource,
+    job_annotation,
+    value_ack,
+)
 from .result import JobResult
 from .site.plugin import run_execution
 
@@ -149,8 +157,17 @@ class Job:
             **self._work,
             "dataset": ex.dataset,
             "gpus": ex.gpus,
+            "gpu_vendors": self.request.gpu_vendors,
             "deadline": self.deadline,
         }
+
+    def _resources(self, ex: Execution) -> dict | None:
+        """The Dask resources an execution holds while it runs: its GPUs, and those
+        of its vendor when it names one (a site with several vendors counts each)."""
+        if not ex.gpus:
+            return None
+        vendors = self.request.gpu_vendors
+        return {"GPU": ex.gpus, **({gpu_resource(vendors[0]): ex.gpus} if vendors and len(vendors) == 1 else {})}
 
     def _launch(self, executions: list[Execution]) -> None:
         queued = [ex for ex in executions if ex.state == State.QUEUED]
@@ -182,7 +199,7 @@ class Job:
                             workers=[ex.address],
                             allow_other_workers=False,
                             pure=False,
-                            resources={"GPU": ex.gpus} if ex.gpus else None,
+                            resources=self._resources(ex),
                         )
                     )
         else:
@@ -192,7 +209,7 @@ class Job:
             for ex in executions:
                 pinned = {"workers": [ex.address], "allow_other_workers": False, ANNOTATION: self._annotation(ex)}
                 if ex.gpus:
-                    pinned["resources"] = {"GPU": ex.gpus}
+                    pinned["resources"] = self._resources(ex)
                 with dask.annotate(**pinned):
                     tasks.append(delayed(run_execution, pure=False)(self._spec(ex), dask_key_name=ex.key))
             futures = client.compute(tasks, optimize_graph=False)

@@ -20,7 +20,11 @@ class SiteSpec:
 
     name: str
     labels: dict[str, str] = field(default_factory=dict)
-    gpus: int | str = 0  # a count declared by hand, or "auto" (NVML)
+    gpus: int | str = 0  # a count declared by hand, or "auto" (every source, under host_root)
+    gpu_vendor: str | None = None  # describe GPUs declared by hand: "nvidia", "amd", "intel"
+    gpu_model: str | None = None
+    gpu_memory: int | str | None = None  # bytes, or a size like "16GiB"
+    host_root: str = "/"  # read the host's /sys, /proc and /etc under this folder
     datasets: list[DatasetDeclaration] = field(default_factory=list)
     nthreads: int = 1
     docker: str | bool | None = None  # run container executions through this engine (True: $DOCKER_HOST)
@@ -30,14 +34,19 @@ class SiteSpec:
 
 def site_worker_spec(site: SiteSpec, storage_options: dict | None = None, security=None) -> dict:
     """The SpecCluster entry that starts ``site`` (also for adding one later)."""
+    from dask.utils import parse_bytes
     from distributed import Worker
 
+    from .site.gpu import discover_gpus
     from .site.plugin import EdgeSitePlugin
 
+    memory = parse_bytes(site.gpu_memory) if isinstance(site.gpu_memory, str) else site.gpu_memory
     plugin = EdgeSitePlugin(
         labels=site.labels,
         datasets=site.datasets,
-        gpus=site.gpus or None,
+        gpus=discover_gpus(
+            site.gpus or None, host_root=site.host_root, vendor=site.gpu_vendor, model=site.gpu_model, memory=memory
+        ),
         storage_options=storage_options,
         docker=site.docker,
         policy=site.policy,

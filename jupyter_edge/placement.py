@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, Site
-from .protocol import EXECUTOR_LABEL
+from .protocol import EXECUTOR_LABEL, GPU_VENDOR_LABEL
 from .selector import Selector
 
 __all__ = ["Placement", "PlacementError", "Request", "Target", "place"]
@@ -73,6 +73,16 @@ class Request:
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
             raise ValueError(f"gpus must be a whole number of GPUs per execution, not {gpus!r}")
         return cls(data=data, where=Selector.parse(where), gpus=gpus, sites=sites, all=bool(all), executor=executor)
+
+    @property
+    def gpu_vendors(self) -> tuple[str, ...] | None:
+        """The GPU vendors ``where`` allows (``edge.gpu.vendor=amd``, ``... in (nvidia,amd)``),
+        or ``None``: a site with GPUs of several vendors gives an execution only these."""
+        allowed = None
+        for r in self.where.requirements:
+            if r.key == GPU_VENDOR_LABEL and r.op in ("=", "in"):
+                allowed = [v for v in r.values if allowed is None or v in allowed]
+        return tuple(allowed) if allowed is not None else None
 
     @property
     def has_target(self) -> bool:
@@ -182,13 +192,14 @@ def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | 
         return "excluded"
     unmet = request.where.unmet(site.labels)
     if unmet:
-        shown = [
-            f"{k}={site.labels[k]}" if k in site.labels else f"no {k}" for k in dict.fromkeys(r.key for r in unmet)
-        ]
-        return ", ".join(shown)
-    if request.gpus and site.gpu_count < request.gpus:
-        return f"{site.gpu_count} GPU{'s' if site.gpu_count != 1 else ''}"
-    if request.executor and site.labels.get(EXECUTOR_LABEL) != request.executor:
+        shown = {r.key: _label_shown(r, site.labels) for r in unmet}
+        return ", ".join(shown.values())
+    if request.gpus:
+        vendors = request.gpu_vendors
+        usable = sum(1 for g in site.gpus if vendors is None or g.vendor in vendors)
+        if usable < request.gpus:
+            return f"{usable} {'/'.join(vendors) + ' ' if vendors else ''}GPU{'s' if usable != 1 else ''}"
+    if request.executor and request.executor not in site.labels.get(EXECUTOR_LABEL, "").split(","):
         return f"runs no {request.executor} containers"
     # Last: a site that is not running but matches everything else would have qualified.
     if site.state == OFFLINE:
@@ -197,6 +208,20 @@ def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | 
     if site.state != "running":
         return f"state {site.state}"
     return None
+
+
+def _label_shown(requirement, labels: Mapping[str, str]) -> str:
+    """The site's label a requirement failed on; bytes as bytes when it asked in bytes
+    (``edge.gpu.memory=16.00 GiB``, not 17179869184)."""
+    if requirement.key not in labels:
+        return f"no {requirement.key}"
+    value = labels[requirement.key]
+    asked_in_bytes = requirement.op in (">", ">=", "<", "<=") and not requirement.values[0].replace(".", "").isdigit()
+    if asked_in_bytes and value.isdigit():
+        from dask.utils import format_bytes
+
+        value = format_bytes(int(value))
+    return f"{requirement.key}={value}"
 
 
 def _filters(request: Request) -> str:

@@ -73,8 +73,23 @@ ANNOTATION = "edge"
 KEY_PREFIX = "edge-"
 #: Labels under this prefix are set by the site itself (capabilities), never by ``--label``.
 RESERVED_PREFIX = "edge."
-#: The reserved label that says how a site runs work beyond its own Python (``docker``).
-EXECUTOR_LABEL = "edge.executor"
+#: The reserved labels a site sets itself. A site's own label may hold several
+#: values, comma-separated (``edge.executor=python,docker``); a selector's
+#: requirement holds when one of them matches.
+EXECUTOR_LABEL = "edge.executor"  # how the site runs work: python, and docker where it runs containers
+ARCH_LABEL = "edge.arch"  # the machine, as uname says it: x86_64, aarch64
+OS_LABEL = "edge.os"  # linux
+GPU_VENDOR_LABEL = "edge.gpu.vendor"  # nvidia, amd, intel
+GPU_MODEL_LABEL = "edge.gpu.model"  # the models, as label values: nvidia-jetson-agx-orin-developer-kit
+GPU_COUNT_LABEL = "edge.gpu.count"
+GPU_MEMORY_LABEL = "edge.gpu.memory"  # bytes of the largest GPU (the host's, for unified memory)
+
+
+def gpu_resource(vendor: str) -> str:
+    """The Dask resource that counts a site's GPUs of one vendor (beside ``GPU``, all of them)."""
+    return f"GPU-{vendor}"
+
+
 #: A result this small (value and output) also travels with the task's end, to
 #: the job's client, which then needs no gather round trip for it.
 INLINE_RESULT = 64 * 1024

@@ -1,7 +1,13 @@
-"""Label selectors as in Kubernetes: ``region=eu,tier in (factory,store),!draining``.
+"""Label selectors as in Kubernetes: ``region=eu,tier in (factory,store),!draining``,
+and numeric comparisons: ``edge.gpu.memory>=8GiB``, ``edge.gpu.count>1``.
 
 Pure parsing and matching. A comma separates requirements, all of which must
-hold; commas inside parentheses separate the values of a set.
+hold; commas inside parentheses separate the values of a set. A label a site
+sets itself (``edge.*``) may hold several values, comma-separated
+(``edge.gpu.vendor=amd,intel``): a requirement holds when one of them matches
+(``!=`` and ``notin``: when none does). A comparison's value may carry a unit
+of bytes (``8GiB``, ``500MB``, as Dask's ``parse_bytes`` reads them); a site
+whose label is missing or not a number fails it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from dataclasses import dataclass
 __all__ = ["Requirement", "Selector", "SelectorError", "parse_label"]
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._/-]*"
-_TOKEN = re.compile(rf"\s*(?:(?P<op>!=|==|=|!|\(|\)|,)|(?P<word>{_NAME}))")
+_TOKEN = re.compile(rf"\s*(?:(?P<op>!=|==|>=|<=|=|>|<|!|\(|\)|,)|(?P<word>{_NAME}))")
+_COMPARISONS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
+#: Labels under this prefix are the site's own, and may hold several values.
+_OWN = "edge."
 _LABEL = re.compile(rf"^{_NAME}$")
 
 
@@ -26,26 +35,30 @@ class Requirement:
     """One condition on a site's labels."""
 
     key: str
-    op: str  # "=", "!=", "in", "notin", "exists", "!exists"
+    op: str  # "=", "!=", "in", "notin", "exists", "!exists", ">", ">=", "<", "<="
     values: tuple[str, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        value = labels.get(self.key)
         if self.op == "exists":
             return self.key in labels
         if self.op == "!exists":
             return self.key not in labels
+        value = labels.get(self.key)
+        values = [] if value is None else value.split(",") if self.key.startswith(_OWN) else [value]
+        if self.op in _COMPARISONS:
+            wanted = number(self.values[0])
+            return any(n is not None and _COMPARISONS[self.op](n, wanted) for n in map(number, values))
         if self.op in ("=", "in"):
-            return value in self.values
+            return any(v in self.values for v in values)
         # "!=" and "notin" hold for sites without the key, as in Kubernetes.
-        return value not in self.values
+        return not any(v in self.values for v in values)
 
     def __str__(self) -> str:
         if self.op == "exists":
             return self.key
         if self.op == "!exists":
             return f"!{self.key}"
-        if self.op in ("=", "!="):
+        if self.op in ("=", "!=", *_COMPARISONS):
             return f"{self.key}{self.op}{self.values[0]}"
         return f"{self.key} {self.op} ({','.join(self.values)})"
 
@@ -116,7 +129,8 @@ class _Parser:
             pos = self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text)
         return SelectorError(
             f"bad selector {self.text!r}: {what} at position {pos}; "
-            "expected e.g. 'region=eu', 'tier!=store', 'zone in (a,b)', 'gpu', '!draining'"
+            "expected e.g. 'region=eu', 'tier!=store', 'zone in (a,b)', 'gpu', '!draining', "
+            "'edge.gpu.memory>=8GiB'"
         )
 
     def peek(self) -> tuple[str, str, int] | None:
@@ -164,10 +178,16 @@ class _Parser:
         if kind == "op" and value in ("=", "==", "!="):
             op = "!=" if value == "!=" else "="
             return Requirement(key, op, (self.word(f"a value after {value!r}"),))
+        if kind == "op" and value in _COMPARISONS:
+            operand = self.word(f"a number after {value!r}")
+            if number(operand) is None:
+                self.i -= 1
+                raise self.error(f"expected a number (or bytes, like 8GiB) after {value!r}, found {operand!r}")
+            return Requirement(key, value, (operand,))
         if kind == "word" and value in ("in", "notin"):
             return Requirement(key, value, self.value_set())
         self.i -= 1
-        raise self.error(f"expected '=', '!=', 'in' or 'notin' after {key!r}, found {value!r}")
+        raise self.error(f"expected '=', '!=', '>', '>=', '<', '<=', 'in' or 'notin' after {key!r}, found {value!r}")
 
     def value_set(self) -> tuple[str, ...]:
         if self.take("'(' to open a set of values")[:2] != ("op", "("):
@@ -182,6 +202,21 @@ class _Parser:
                 self.i -= 1
                 raise self.error(f"expected ',' or ')' in a set of values, found {value!r}")
             values.append(self.word("a value"))
+
+
+def number(text: str) -> float | None:
+    """``text`` as a number: plain (``2``, ``1.5``) or bytes with a unit (``8GiB`` ->
+    8589934592.0); ``None`` if it is neither."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from dask.utils import parse_bytes
+
+    try:
+        return float(parse_bytes(text))
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def parse_label(text: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .catalog import Catalog
+from .protocol import RESERVED_PREFIX
 
 
 def human_bytes(n: int | None) -> str:
@@ -28,13 +29,49 @@ def text_table(headers: list[str], rows: list[list[str]]) -> str:
 def sites_table(catalog: Catalog) -> str:
     rows = []
     for site in sorted(catalog, key=lambda s: s.name):
-        labels = ",".join(f"{k}={v}" for k, v in sorted(site.labels.items())) or "-"
         datasets = ",".join(f"{d.dataset}@{d.shard}" for d in site.datasets.values()) or "-"
-        gpus = str(site.gpu_count) + (f" ({site.gpus[0].model})" if site.gpus else "")
         rows.append(
-            [site.name, site.address, site_state(site), round_trip(site.rtt), labels, datasets, gpus, str(site.running)]
+            [
+                site.name,
+                site.address,
+                site_state(site),
+                round_trip(site.rtt),
+                labels_text(site),
+                datasets,
+                gpus_text(site),
+                str(site.running),
+            ]
         )
     return text_table(["SITE", "ADDRESS", "STATE", "RTT", "LABELS", "DATASETS", "GPUS", "RUNNING"], rows)
+
+
+def labels_text(site) -> str:
+    """The site's labels, those it was given first; its ``edge.gpu.*`` ones are in :func:`gpus_text`."""
+    given = sorted((k, v) for k, v in site.labels.items() if not k.startswith(RESERVED_PREFIX))
+    own = sorted(
+        (k, v) for k, v in site.labels.items() if k.startswith(RESERVED_PREFIX) and not k.startswith("edge.gpu.")
+    )
+    return ",".join(f"{k}={v}" for k, v in given + own) or "-"
+
+
+def gpus_text(site) -> str:
+    """``2 x AMD Radeon PRO W7900 (amd, 51.5 GB)``, ``1 x GPU (declared)``: kinds of GPU
+    apart; ``0`` and why when none."""
+    if not site.gpus:
+        return "0" if site.gpu_state in ("none", "") else f"0 ({site.gpu_state})"
+    kinds: dict[tuple, int] = {}
+    for gpu in site.gpus:
+        kind = (gpu.model, gpu.vendor, gpu.memory_total, gpu.unified, gpu.source)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    parts = []
+    for (model, vendor, memory, unified, source), n in kinds.items():
+        about = [vendor] if vendor != "unknown" else []
+        if memory:
+            about.append(human_bytes(memory) + (" unified" if unified else ""))
+        if source == "declared":
+            about.append("declared")
+        parts.append(f"{n} x {'GPU' if model == 'declared' else model} ({', '.join(about)})")
+    return "; ".join(parts)
 
 
 def site_state(site, now: float | None = None) -> str:

@@ -18,7 +18,17 @@ whoami = lambda site: site.name  # noqa: E731
 def test_sites_and_datasets_reported(fleet):
     sites = {s.name: s for s in fleet.sites()}
     assert set(sites) == {"berlin", "paris", "boston", "tokyo"}
-    assert sites["berlin"].labels == {"region": "eu", "tier": "factory"}
+    import platform
+
+    # The labels it was given, and those it sets itself (no GPUs: no edge.gpu.*).
+    assert sites["berlin"].labels == {
+        "region": "eu",
+        "tier": "factory",
+        "edge.arch": platform.machine(),
+        "edge.os": "linux",
+        "edge.executor": "python",
+    }
+    assert sites["boston"].labels["edge.gpu.count"] == "2"
     assert sites["boston"].gpu_count == 2 and sites["boston"].gpu_state == "declared"
     assert sites["tokyo"].gpu_count == 0 and sites["tokyo"].gpu_state == "none"
     assert sites["berlin"].datasets["sensors"].files == 1

@@ -18,7 +18,7 @@ from venvs import Venv
 
 from jupyter_edge import Fleet
 from jupyter_edge.demo import _S3_KEY, _S3_SECRET
-from jupyter_edge.site.gpu import GPUState, discover_gpus
+from jupyter_edge.site.gpu import discover_gpus
 
 pytestmark = pytest.mark.e2e
 
@@ -194,7 +194,11 @@ def number(text: str) -> int:
 
 def check_quickstart(nb, text: str) -> None:
     expect(text, "4 site(s)", "%edge connect should find the demo's four sites")
-    expect(cell_text(cell_with(nb, "%edge fleet")), "1 (declared)", "%edge fleet should show boston's GPU")
+    expect(
+        cell_text(cell_with(nb, "%edge fleet")),
+        "1 x NVIDIA T4 (nvidia, 17.2 GB, declared)",
+        "%edge fleet should show boston's GPU: vendor, model, memory, and that it was declared",
+    )
     search(
         cell_text(cell_with(nb, "%edge datasets")),
         r"archive\s+s3",
@@ -247,14 +251,14 @@ def check_log_analytics(nb, text: str) -> None:
 
 def expected_device_line() -> str:
     """What the GPU cell must say at boston, on this machine (the demo's GPU is declared by hand)."""
-    found = discover_gpus("auto")
-    if found.state != GPUState.NVML:
-        return f"no physical GPU here ({found.state.value}): running on the CPU with numpy"
+    found = [g for g in discover_gpus("auto").gpus if g.source == "nvml"]
+    if not found:
+        return "no NVIDIA GPU here that NVML sees: running on the CPU with numpy"
     try:
         import cupy  # noqa: F401
     except ImportError:
-        return f"a physical GPU is here ({found.gpus[0].model}) but cupy is not installed"
-    return f"running on the GPU ({found.gpus[0].model}) with cupy"
+        return f"a physical GPU is here ({found[0].model}) but cupy is not installed"
+    return f"running on the GPU ({found[0].model}) with cupy"
 
 
 def check_gpu_inference(nb, text: str) -> None:
@@ -267,6 +271,12 @@ def check_gpu_inference(nb, text: str) -> None:
     expect(text, "ran at: ['boston']", "the JobResult should hold boston only")
     expect(text, "PlacementError after", "asking for 4 GPUs from Python should raise PlacementError")
     expect(text, "none matches 4 GPUs: berlin (0 GPUs), boston (1 GPU)", "the placement error should say why")
+    expect(
+        text,
+        "no site matches edge.gpu.memory>=80GiB and 1 GPU: berlin (no edge.gpu.memory), "
+        "boston (edge.gpu.memory=16.00 GiB)",
+        "asking for more GPU memory than any site has should say what each has",
+    )
     expect(
         cell_text(cell_with(nb, "%%edge --data sensors --gpus 4")),
         "UsageError: 4 sites hold 'sensors'",

@@ -16,7 +16,17 @@ from IPython.display import display
 from ..catalog import Catalog
 from ..jobs import JobError, State
 from ..result import JobResult
-from ..tables import datasets_table, holders_text, human_bytes, round_trip, site_state, sites_table, text_table
+from ..tables import (
+    datasets_table,
+    gpus_text,
+    holders_text,
+    human_bytes,
+    labels_text,
+    round_trip,
+    site_state,
+    sites_table,
+    text_table,
+)
 from ..versions import versions
 from .live import METADATA_KEY, LiveOutput
 
@@ -167,9 +177,9 @@ def sites_view(catalog: Catalog) -> Table:
                 site.name,
                 site_state(site),
                 round_trip(site.rtt),
-                ",".join(f"{k}={v}" for k, v in sorted(site.labels.items())) or "-",
+                labels_text(site),
                 ", ".join(f"{d.dataset} ({human_bytes(d.bytes)})" for d in site.datasets.values()) or "-",
-                f"{site.gpu_count}" + (f" x {site.gpus[0].model}" if site.gpus else ""),
+                gpus_text(site),
                 str(site.running),
                 "; ".join(differ) or "ok",
             ]

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 
 from .. import config
+from ..catalog import GPU
+from .gpu.visibility import container_devices
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class ContainerEngine:
         storage_options: dict,
         on_output: Callable[[dict], None],
         deadline: float | None,
-        gpus: list[int],
+        gpus: list[GPU],
         site_info: dict,
         result_limit: int | None = None,
     ) -> dict:
@@ -154,10 +156,8 @@ class ContainerEngine:
                 self._stops.pop(execution, None)
 
     def _run_options(
-        self, execution: str, job: str, work: dict, dataset, storage_options: dict, gpus: list[int], io_dir: str
+        self, execution: str, job: str, work: dict, dataset, storage_options: dict, gpus: list[GPU], io_dir: str
     ) -> dict:
-        import docker
-
         volumes: dict[str, dict] = {}
         env: dict[str, str] = {}
         network = work.get("network")
@@ -199,9 +199,7 @@ class ContainerEngine:
         if work.get("memory"):
             options["mem_limit"] = work["memory"]
         if gpus:
-            options["device_requests"] = [
-                docker.types.DeviceRequest(device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])
-            ]
+            options.update(container_devices(gpus))
         if options["network_mode"] is None:
             del options["network_mode"]
         return options

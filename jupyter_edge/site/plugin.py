@@ -18,26 +18,27 @@ from distributed.utils import sync
 from tornado.ioloop import PeriodicCallback
 
 from .. import config, protocol
-from ..catalog import DatasetShard, Site
+from ..catalog import GPU, DatasetShard, Site
 from ..protocol import (
     DROP_SESSIONS_OP,
     EXECUTION_TOPIC,
-    EXECUTOR_LABEL,
     INLINE_RESULT,
     JOB_HANDLER,
     RESERVED_PREFIX,
     SITE_TOPIC,
     VALUE_ACK_OP,
+    gpu_resource,
 )
 from ..versions import versions
 from . import audit
 from .audit import AuditLog
 from .containers import ContainerEngine
 from .dataset import DatasetDeclaration, scan
-from .gpu import GPUInventory, GPUState, discover_gpus
+from .gpu import GPUInventory, discover_gpus, visibility
 from .policy import Policy, Refused
 from .round_trip import RoundTrip
 from .runner import RunnerPool
+from .self_labels import self_labels
 from .transfer import TransferStopped, ValueSender
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,10 @@ def check_labels(labels: dict[str, str]) -> dict[str, str]:
 class EdgeSitePlugin(WorkerPlugin):
     """Make a worker an edge site with ``labels``, ``datasets`` and ``gpus``.
 
-    ``gpus`` is ``"auto"`` (NVML), a count declared by hand, ``None`` (none),
-    or an inventory already discovered.
+    ``gpus`` is ``"auto"`` (every source, reading the host under ``host_root``),
+    a count declared by hand, ``None`` (none), or an inventory already discovered.
+    Beside ``labels``, the site sets its own (``edge.arch``, ``edge.gpu.vendor``, ...:
+    see :mod:`.self_labels`).
     """
 
     name = "jupyter-edge-site"
@@ -75,8 +78,9 @@ class EdgeSitePlugin(WorkerPlugin):
         policy: Policy | None = None,
         audit_log: str | None = None,
         keep_runners: bool = False,
+        host_root: str = "/",
     ):
-        self.labels = check_labels(labels or {})
+        check_labels(labels or {})
         # Runners outlive a worker of this site (a site that rejoins its scheduler keeps
         # them, and the notebooks' names in them); ``close()`` ends them.
         self.keep_runners = keep_runners
@@ -93,7 +97,8 @@ class EdgeSitePlugin(WorkerPlugin):
         if twice:
             raise ValueError(f"dataset {', '.join(twice)} declared twice: a site holds one shard of a dataset")
         self.datasets = {d.name: d for d in datasets}
-        self.gpus = gpus if isinstance(gpus, GPUInventory) else discover_gpus(gpus)
+        self.gpus = gpus if isinstance(gpus, GPUInventory) else discover_gpus(gpus, host_root=host_root)
+        self.labels = {**(labels or {}), **self_labels(self.gpus, ["python", *(["docker"] if docker else [])])}
         self._storage_options = storage_options
         self.measurements: dict[str, dict] = {}
         self.worker = None
@@ -104,8 +109,10 @@ class EdgeSitePlugin(WorkerPlugin):
 
     @property
     def resources(self) -> dict[str, float]:
-        """The Dask resources to start the worker with: its GPUs."""
-        return {"GPU": self.gpus.count} if self.gpus.count else {}
+        """The Dask resources to start the worker with: its GPUs, and those of each vendor."""
+        if not self.gpus.count:
+            return {}
+        return {"GPU": self.gpus.count, **{gpu_resource(v): n for v, n in self.gpus.vendors.items()}}
 
     async def setup(self, worker) -> None:
         # Set up again for each worker of the site: a site that rejoins its scheduler
@@ -120,12 +127,12 @@ class EdgeSitePlugin(WorkerPlugin):
                 f"has {self.gpus.count} GPU(s); start it with resources=plugin.resources"
             )
         self.audit = AuditLog(self._audit_path or config.get("audit-log") or audit.default_path(str(worker.name)))
-        self._free_gpus = [g.index for g in self.gpus.gpus]
+        self._free_gpus = list(self.gpus.gpus)
         self._gpu_lock = threading.Lock()
-        if self.gpus.state == GPUState.NVML:
+        if self.gpus.samplers:
             worker.metrics["edge-gpus"] = lambda w: self.gpus.sample()
         if self.pool is None or self.pool.closed:  # a site that rejoins keeps its runners
-            env = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus.count else {}
+            env = visibility.hidden(self.gpus.gpus)
             self.pool = RunnerPool(worker.state.nthreads, env=env)  # runners start on first use
         self.values = ValueSender(post=lambda msg: worker.loop.add_callback(worker.batched_send, msg))
         # What the scheduler sends this site comes on the stream the site opened.
@@ -181,7 +188,6 @@ class EdgeSitePlugin(WorkerPlugin):
             self.containers = ContainerEngine(site, None if self.docker is True else str(self.docker))
         self.containers.sweep()
         self.container_info = self.containers.describe()
-        self.labels = {**self.labels, EXECUTOR_LABEL: "docker"}
 
     @property
     def storage_options(self) -> dict:
@@ -203,7 +209,8 @@ class EdgeSitePlugin(WorkerPlugin):
             labels=self.labels,
             datasets=shards,
             gpus=self.gpus.gpus,
-            gpu_state=self.gpus.state.value,
+            gpu_state=self.gpus.summary,
+            gpu_sources=[s.to_dict() for s in self.gpus.sources],
             versions=versions(),
             nthreads=self.worker.state.nthreads,
             containers=self.container_info,
@@ -366,7 +373,7 @@ class EdgeSitePlugin(WorkerPlugin):
 
     def _run(self, spec: dict) -> dict:
         execution = spec["execution"]
-        gpus = self._take_gpus(spec.get("gpus", 0))
+        gpus = self._take_gpus(spec.get("gpus", 0), spec.get("gpu_vendors"))
         self._active[execution] = {"job": spec["job"], "started": time.time(), "reported": False}
         self.worker.loop.add_callback(self._report_running_soon, execution)
         cell = spec.get("cell")
@@ -409,11 +416,10 @@ class EdgeSitePlugin(WorkerPlugin):
     def _execute_container(self, spec: dict, gpus: list[int], on_output) -> dict:
         if self.containers is None:
             raise RuntimeError(f"site {self.worker.name!r} runs no containers (start it with --docker)")
-        held = [g for g in self.gpus.gpus if g.index in gpus]
         site = {
             "name": str(self.worker.name),
             "labels": self.labels,
-            "gpus": [{"index": g.index, "model": g.model} for g in held],
+            "gpus": [_gpu_for_execution(g) for g in gpus],
         }
         return self.containers.execute(
             spec["execution"],
@@ -434,9 +440,8 @@ class EdgeSitePlugin(WorkerPlugin):
             raise LookupError(f"site {self.worker.name!r} holds no dataset {spec['dataset']!r}")
         return decl
 
-    def _runner_request(self, spec: dict, gpus: list[int]) -> dict:
+    def _runner_request(self, spec: dict, gpus: list[GPU]) -> dict:
         decl = self._declared(spec)
-        held = [g for g in self.gpus.gpus if g.index in gpus]
         work = (
             {"payload": spec["payload"], "call": spec["call"]}
             if "payload" in spec
@@ -455,23 +460,36 @@ class EdgeSitePlugin(WorkerPlugin):
                 "name": str(self.worker.name),
                 "address": self.worker.address,
                 "labels": self.labels,
-                "gpus": [{"index": g.index, "model": g.model, "memory_total": g.memory_total} for g in held],
+                "gpus": [_gpu_for_execution(g) for g in gpus],
             },
-            "env": {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))} if gpus else {},
+            "env": visibility.visible(self.gpus.gpus, gpus) if gpus else {},
             "result_limit": self.policy.result_limit_for(config.nbytes("result-limit")),
         }
 
-    def _take_gpus(self, count: int) -> list[int]:
+    def _take_gpus(self, count: int, vendors: list[str] | None = None) -> list[GPU]:
+        """``count`` free GPUs, of ``vendors`` when the request named them."""
         if not count:
             return []
-        with self._gpu_lock:  # Dask's GPU resource guarantees enough are free
-            taken, self._free_gpus = self._free_gpus[:count], self._free_gpus[count:]
+        with self._gpu_lock:  # Dask's GPU resources guarantee enough are free
+            usable = [g for g in self._free_gpus if not vendors or g.vendor in vendors]
+            if len(usable) < count:
+                raise RuntimeError(
+                    f"site {self.worker.name!r} has {len(usable)} free {'/'.join(vendors or ())} GPU(s), "
+                    f"not the {count} this execution asks for"
+                )
+            taken = usable[:count]
+            self._free_gpus = [g for g in self._free_gpus if g not in taken]
         return taken
 
-    def _give_gpus(self, gpus: list[int]) -> None:
+    def _give_gpus(self, gpus: list[GPU]) -> None:
         if gpus:
             with self._gpu_lock:
                 self._free_gpus.extend(gpus)
+
+
+def _gpu_for_execution(gpu: GPU) -> dict:
+    """A GPU as the execution's ``site.gpus`` lists it."""
+    return {k: getattr(gpu, k) for k in ("index", "vendor", "model", "memory_total", "unified", "ordinal")}
 
 
 def _news(job: str, result: dict) -> dict:

@@ -350,8 +350,8 @@ class RunnerPool:
     ) -> dict:
         grace = config.seconds("runner.interrupt-grace")
         runner.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
-        if request.get("env", {}).get("CUDA_VISIBLE_DEVICES"):
-            runner.tainted = True  # CUDA reads the variable once per process
+        if (request.get("site") or {}).get("gpus"):
+            runner.tainted = True  # GPU runtimes read their visible devices once per process
         interrupted_at = None
         while True:
             stop = self._stops.get(execution)
