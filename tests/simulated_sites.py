@@ -56,8 +56,7 @@ def site_report(i: int) -> dict:
     }
     gpus = [GPU(0, "declared")] if i % 50 == 0 else []
     containers = {"engine": "docker", "version": "20.10", "images": ["edge-python:3.11"]} if i % 100 == 0 else None
-    if containers:
-        labels["edge.executor"] = "docker"
+    labels["edge.executor"] = "python,docker" if containers else "python"
     site = Site(
         name=name,
         address=site_address(i),

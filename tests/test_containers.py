@@ -94,9 +94,9 @@ def test_sites_report_their_engine_and_the_reserved_label(docker_fleet):
     catalog = docker_fleet.catalog(fresh=True)
     for name in DOCKER_SITES:
         site = catalog.sites[name]
-        assert site.labels["edge.executor"] == "docker"
+        assert site.labels["edge.executor"] == "python,docker"
         assert site.containers["engine"] == "docker" and IMAGE in site.containers["images"]
-    assert "edge.executor" not in catalog.sites["tokyo"].labels and catalog.sites["tokyo"].containers is None
+    assert catalog.sites["tokyo"].labels["edge.executor"] == "python" and catalog.sites["tokyo"].containers is None
 
 
 def test_container_work_goes_only_where_containers_run(docker_fleet):
@@ -370,7 +370,7 @@ def test_a_cli_site_with_docker_runs_containers(engine, cli_fleet, tmp_path):
         assert site.containers and IMAGE in site.containers["images"], (
             f"expected lyon to report its engine and images; it reports {site.containers}"
         )
-        assert site.labels["edge.executor"] == "docker"
+        assert site.labels["edge.executor"] == "python,docker"
         result = fleet.run_command(["sh", "-c", 'ls "$EDGE_DATASET_PATH"'], data="sensors", image=IMAGE, timeout=60)
         assert dict(result) == {"lyon": 0}, f"expected the command to run at lyon: {result.errors}"
         assert {"name": "stdout", "text": "lyon.csv\n"} in result.outputs["lyon"], result.outputs["lyon"]

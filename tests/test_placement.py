@@ -630,3 +630,43 @@ def test_with_a_queue_all_and_named_sites_wait_for_offline_ones_that_match():
 
 def run_queued(catalog: Catalog, **kw) -> list[Target]:
     return list(place(Request.build(**kw), catalog, queue=True).targets)
+
+
+# --- GPUs of several vendors, and the labels sites set themselves ---------------------
+
+
+def gpu_site(name: str, *vendors: str, memory: int | None = None) -> Site:
+    s = site(name, labels={"edge.gpu.vendor": ",".join(dict.fromkeys(vendors))} if vendors else {})
+    s.gpus = [GPU(i, vendor=v, memory_total=memory) for i, v in enumerate(vendors)]
+    if memory:
+        s.labels["edge.gpu.memory"] = str(memory)
+    return s
+
+
+def test_gpus_of_a_vendor():
+    cat = catalog(gpu_site("jetson", "nvidia", memory=64 << 30), gpu_site("mixed", "amd", "intel"), gpu_site("cpu"))
+    assert names(run(cat, where="edge.gpu.vendor=amd", gpus=1)) == ["mixed"]
+    assert names(run(cat, where="edge.gpu.vendor in (nvidia,intel)", gpus=1)) == ["jetson", "mixed"]
+    # Two GPUs, both AMD: the mixed site has one AMD GPU and one Intel GPU.
+    with pytest.raises(PlacementError) as info:
+        run(cat, where="edge.gpu.vendor=amd", gpus=2)
+    assert "mixed (1 amd GPU)" in str(info.value), str(info.value)
+    assert names(run(cat, gpus=2)) == ["mixed"], "without a vendor, any two GPUs will do"
+    assert Request.build(where="edge.gpu.vendor in (nvidia,amd),edge.gpu.vendor=amd").gpu_vendors == ("amd",)
+    assert Request.build(where="region=eu").gpu_vendors is None
+
+
+def test_gpu_memory_is_compared_and_explained_in_bytes():
+    cat = catalog(gpu_site("small", "nvidia", memory=8 << 30), gpu_site("large", "amd", memory=48 << 30))
+    assert names(run(cat, where="edge.gpu.memory>=16GiB")) == ["large"]
+    with pytest.raises(PlacementError) as info:
+        run(cat, where="edge.gpu.memory>=80GiB")
+    assert "large (edge.gpu.memory=48.00 GiB), small (edge.gpu.memory=8.00 GiB)" in str(info.value), str(info.value)
+
+
+def test_executor_is_one_of_a_sites_executors():
+    cat = catalog(
+        site("a", labels={"edge.executor": "python,docker"}),
+        site("b", labels={"edge.executor": "python"}),
+    )
+    assert names(run(cat, all=True, executor="docker")) == ["a"]

@@ -281,3 +281,51 @@ def test_parse_label(text, expected):
 def test_bad_labels(text):
     with pytest.raises(SelectorError, match=re.escape(f"bad label {text!r}: expected KEY=VALUE, e.g. region=eu")):
         parse_label(text)
+
+
+# --- numbers, and the labels a site sets itself ------------------------------------
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize(
+    "text, site, matched",
+    [
+        ("edge.gpu.memory>=8GiB", {"edge.gpu.memory": str(8 * GIB)}, True),
+        ("edge.gpu.memory>8GiB", {"edge.gpu.memory": str(8 * GIB)}, False),
+        ("edge.gpu.memory>8GB", {"edge.gpu.memory": str(8 * GIB)}, True),  # 8 GB is 8e9 bytes, under 8 GiB
+        ("edge.gpu.memory<16GiB", {"edge.gpu.memory": str(48 * GIB)}, False),
+        ("edge.gpu.memory<=48GiB", {"edge.gpu.memory": str(48 * GIB)}, True),
+        ("edge.gpu.count>1", {"edge.gpu.count": "2"}, True),
+        ("edge.gpu.count>1", {"edge.gpu.count": "1"}, False),
+        ("load<0.5", {"load": "0.25"}, True),
+        # A site without the label, or whose label is no number, fails a comparison.
+        ("edge.gpu.memory>=1", {}, False),
+        ("rack>=3", {"rack": "b7"}, False),
+        # A site's own label may hold several values: one matching is enough ...
+        ("edge.gpu.vendor=amd", {"edge.gpu.vendor": "amd,intel"}, True),
+        ("edge.gpu.vendor in (nvidia,intel)", {"edge.gpu.vendor": "amd,intel"}, True),
+        ("edge.executor=docker", {"edge.executor": "python,docker"}, True),
+        # ... and != / notin hold only when none does.
+        ("edge.gpu.vendor!=intel", {"edge.gpu.vendor": "amd,intel"}, False),
+        ("edge.gpu.vendor notin (nvidia)", {"edge.gpu.vendor": "amd,intel"}, True),
+        # Labels given by hand are single values, whatever they hold.
+        ("owner=amd", {"owner": "amd,intel"}, False),
+    ],
+)
+def test_comparisons_and_several_valued_own_labels(text, site, matched):
+    assert parse(text).matches(site) is matched, f"{text!r} against {site}: expected {matched}"
+
+
+def test_comparisons_round_trip_and_need_a_number():
+    assert reqs("edge.gpu.memory>=8GiB,edge.gpu.count<4") == [
+        ("edge.gpu.memory", ">=", ("8GiB",)),
+        ("edge.gpu.count", "<", ("4",)),
+    ]
+    assert str(parse("edge.gpu.memory>=8GiB,edge.gpu.count<4")) == "edge.gpu.memory>=8GiB,edge.gpu.count<4"
+    with pytest.raises(
+        SelectorError, match=re.escape("expected a number (or bytes, like 8GiB) after '>=', found 'lots'")
+    ):
+        parse("edge.gpu.memory>=lots")
+    with pytest.raises(SelectorError, match="expected a number after '<', found the end"):
+        parse("edge.gpu.count<")

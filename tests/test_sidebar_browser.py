@@ -120,9 +120,17 @@ def test_sidebar_lists_sites_datasets_and_gpus(page, demo):
     rtts = page.locator(".jp-EdgeSite-rtt").all_inner_texts()
     assert all(re.fullmatch(r"\d+ ms", t) for t in rtts), f"round trips beside the sites, in ms: {rtts}"
 
-    # boston declares one GPU: its bar is there, with no live sample (declared).
-    assert page.locator(".jp-EdgeSite[data-site='boston'] .jp-EdgeGPU").count() == 1
+    # boston declares one NVIDIA T4: its bar is there, vendor and memory, with no live sample (declared).
+    gpu = page.locator(".jp-EdgeSite[data-site='boston'] .jp-EdgeGPU")
+    assert gpu.count() == 1
+    assert gpu.get_attribute("data-vendor") == "nvidia"
+    text = gpu.inner_text()
+    assert "GPU 0 NVIDIA T4" in text and "nvidia" in text and "17.2 GB" in text and "n/a" in text, text
+    assert "declared by the site" in gpu.get_attribute("title")
     assert page.locator(".jp-EdgeSite[data-site='berlin'] .jp-EdgeGPU").count() == 0
+    # The labels a site sets itself are there, set apart from those it was given.
+    own = page.locator(".jp-EdgeSite[data-site='berlin'] .jp-EdgeLabel.jp-mod-own").all_inner_texts()
+    assert "edge.executor=python" in own and "region=eu" not in own, own
 
     # The datasets section: every dataset, weather with its three shards.
     datasets = page.eval_on_selector_all(".jp-EdgeDataset", "els => els.map(e => e.dataset.dataset)")
@@ -134,6 +142,9 @@ def test_sidebar_lists_sites_datasets_and_gpus(page, demo):
 def test_filter_narrows_the_sites(page):
     box = page.locator(".jp-EdgeSites-filter input")
     box.fill("gpu")
+    page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 1")
+    assert site_names(page) == ["boston"]
+    box.fill("nvidia")  # a GPU vendor
     page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 1")
     assert site_names(page) == ["boston"]
     box.fill("region=eu")

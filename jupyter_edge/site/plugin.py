@@ -483,8 +483,8 @@ class EdgeSitePlugin(WorkerPlugin):
 
     def _give_gpus(self, gpus: list[GPU]) -> None:
         if gpus:
-            with self._gpu_lock:
-                self._free_gpus.extend(gpus)
+            with self._gpu_lock:  # lowest first, whatever order they come back in
+                self._free_gpus = sorted([*self._free_gpus, *gpus], key=lambda g: g.index)
 
 
 def _gpu_for_execution(gpu: GPU) -> dict:

@@ -30,10 +30,19 @@ export interface IShard {
   error: string | null;
 }
 
+/** Labels under this prefix are the ones a site sets itself (`edge.arch`, `edge.gpu.vendor`, ...). */
+export const OWN_LABEL_PREFIX = 'edge.';
+
 export interface IGPU {
   index: number;
+  /** `nvidia`, `amd`, `intel`, or `unknown` (declared without a vendor). */
+  vendor: string;
   model: string;
   memoryTotal: number | null;
+  /** Its memory is the host's (Jetson, integrated GPUs). */
+  unified: boolean;
+  /** Where the site found it: `nvml`, `jetson`, `amdgpu`, `intel`, or `declared`. */
+  source: string;
   utilization: number | null;
   memoryUsed: number | null;
 }
@@ -209,8 +218,11 @@ function parseGPU(value: unknown): IGPU {
   const v = isObject(value) ? value : {};
   return {
     index: num(v.index) ?? 0,
+    vendor: str(v.vendor, 'unknown'),
     model: str(v.model, 'GPU'),
     memoryTotal: num(v.memory_total),
+    unified: v.unified === true,
+    source: str(v.source, 'declared'),
     utilization: num(v.utilization),
     memoryUsed: num(v.memory_used)
   };
@@ -352,7 +364,7 @@ export function groupSites(sites: ISite[], key: string | null): ISiteGroup[] {
 /**
  * Sites matching every word of a filter. A word matches a site's name, a
  * dataset it holds, a label (`key=value`, `key` or `value`), its state, a GPU
- * model or a container image; `gpu` and `containers` match sites with them.
+ * vendor or model or a container image; `gpu` and `containers` match sites with them.
  */
 export function filterSites(sites: ISite[], text: string): ISite[] {
   const words = text
@@ -378,7 +390,11 @@ function siteTerms(site: ISite): string[] {
       terms.push(`${key}=${value}`);
     }
     if (site.gpus.length > 0) {
-      terms.push('gpu', ...site.gpus.map(g => g.model));
+      terms.push(
+        'gpu',
+        ...site.gpus.map(g => g.model),
+        ...site.gpus.map(g => g.vendor)
+      );
     }
     if (site.containers) {
       terms.push(

@@ -105,9 +105,19 @@ const ANSWER = {
             memory_total: 80e9,
             utilization: 40,
             memory_used: 20e9
+          },
+          {
+            index: 1,
+            vendor: 'amd',
+            model: 'AMD Radeon PRO W7900',
+            memory_total: 48e9,
+            unified: false,
+            source: 'amdgpu',
+            utilization: 37,
+            memory_used: 3e9
           }
         ],
-        gpu_state: 'declared'
+        gpu_state: 'amdgpu'
       }
     ),
     site(
@@ -143,11 +153,25 @@ describe('parseFleet', () => {
     const boston = fleet.sites[1];
     expect(boston.gpus).toEqual([
       {
+        // A site of an older version: no vendor, unified or source yet.
         index: 0,
+        vendor: 'unknown',
         model: 'A100',
         memoryTotal: 80e9,
+        unified: false,
+        source: 'declared',
         utilization: 40,
         memoryUsed: 20e9
+      },
+      {
+        index: 1,
+        vendor: 'amd',
+        model: 'AMD Radeon PRO W7900',
+        memoryTotal: 48e9,
+        unified: false,
+        source: 'amdgpu',
+        utilization: 37,
+        memoryUsed: 3e9
       }
     ]);
     expect(boston.datasets[0]).toMatchObject({
@@ -310,6 +334,7 @@ describe('filterSites', () => {
     expect(names('region=eu')).toEqual(['berlin', 'paris']);
     expect(names('gpu')).toEqual(['boston']);
     expect(names('a100')).toEqual(['boston']);
+    expect(names('amd')).toEqual(['boston']);
     expect(names('eu factory')).toEqual(['berlin']);
     expect(names('nothing-here')).toEqual([]);
     expect(names('containers')).toEqual(['lab']);

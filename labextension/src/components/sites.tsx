@@ -9,6 +9,7 @@ import React, { useMemo, useState } from 'react';
 import {
   IGPU,
   ISite,
+  OWN_LABEL_PREFIX,
   filterSites,
   formatAgo,
   formatRoundTrip,
@@ -194,7 +195,15 @@ function SiteItem(props: {
       {Object.keys(site.labels).length > 0 && (
         <div className="jp-EdgeSite-labels">
           {Object.entries(site.labels).map(([key, value]) => (
-            <span className="jp-EdgeLabel" key={key}>{`${key}=${value}`}</span>
+            <span
+              className={`jp-EdgeLabel${key.startsWith(OWN_LABEL_PREFIX) ? ' jp-mod-own' : ''}`}
+              key={key}
+              title={
+                key.startsWith(OWN_LABEL_PREFIX)
+                  ? 'set by the site itself'
+                  : undefined
+              }
+            >{`${key}=${value}`}</span>
           ))}
         </div>
       )}
@@ -239,7 +248,7 @@ function SiteItem(props: {
   );
 }
 
-/** One GPU: utilisation and memory as the site last sampled them. */
+/** One GPU, of any vendor: utilisation and memory as the site last sampled them. */
 function GPUBar(props: { gpu: IGPU }): JSX.Element {
   const { gpu } = props;
   const memory =
@@ -247,13 +256,24 @@ function GPUBar(props: { gpu: IGPU }): JSX.Element {
       ? gpu.memoryUsed / gpu.memoryTotal
       : null;
   const live = gpu.utilization !== null;
+  const found =
+    gpu.source === 'declared'
+      ? 'declared by the site, not measured'
+      : `found through ${gpu.source}`;
+  const shared = gpu.unified ? " (unified: the host's memory)" : '';
   return (
     <div
       className="jp-EdgeGPU"
       data-gpu={gpu.index}
-      title={live ? 'live sample' : 'declared by the site, no live samples'}
+      data-vendor={gpu.vendor}
+      title={`${found}${shared}; ${live ? 'live sample' : 'no live samples'}`}
     >
-      <span className="jp-EdgeGPU-name">{`GPU ${gpu.index} ${gpu.model}`}</span>
+      <span className="jp-EdgeGPU-name">
+        {`GPU ${gpu.index} ${gpu.model}`}
+        {gpu.vendor !== 'unknown' && (
+          <span className="jp-EdgeGPU-vendor">{gpu.vendor}</span>
+        )}
+      </span>
       <Meter
         label="util"
         fraction={live ? gpu.utilization! / 100 : null}
@@ -263,9 +283,10 @@ function GPUBar(props: { gpu: IGPU }): JSX.Element {
         label="mem"
         fraction={memory}
         text={
-          memory === null
+          (memory === null
             ? humanBytes(gpu.memoryTotal)
-            : `${humanBytes(gpu.memoryUsed)} / ${humanBytes(gpu.memoryTotal)}`
+            : `${humanBytes(gpu.memoryUsed)} / ${humanBytes(gpu.memoryTotal)}`) +
+          (gpu.unified ? ' unified' : '')
         }
       />
     </div>
