@@ -272,9 +272,13 @@ def test_gpu_execution_sees_only_its_gpu(tmp_path):
         def visible(site):
             import os
 
-            return os.environ["CUDA_VISIBLE_DEVICES"], [g["index"] for g in site.gpus]
+            return os.environ["CUDA_VISIBLE_DEVICES"], [g["ordinal"] for g in site.gpus]
 
-        res = fleet.run(visible, gpus=1, timeout=60)
+        # The labels it set itself, from what NVML found.
+        assert site.labels["edge.gpu.vendor"] == "nvidia" and site.labels["edge.gpu.count"] == str(site.gpu_count)
+        assert int(site.labels["edge.gpu.memory"]) == max(g.memory_total for g in site.gpus)
+        assert [s["state"] for s in site.gpu_sources if s["source"] == "nvml"] == ["found"]
+        res = fleet.run(visible, gpus=1, where="edge.gpu.vendor=nvidia,edge.gpu.memory>=1GiB", timeout=60)
         assert list(res) == ["gpu-site"]
         devices, held = res["gpu-site"]
         assert devices == str(held[0])

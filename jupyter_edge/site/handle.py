@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class SiteHandle:
     """This site, as an execution sees it. ``gpus`` are the GPUs this execution
-    holds (the only ones ``CUDA_VISIBLE_DEVICES`` shows it), not all the site's."""
+    holds (dicts: index, vendor, model, memory_total, unified, ordinal), the only
+    ones its vendor's variable shows it (``CUDA_VISIBLE_DEVICES``,
+    ``ROCR_VISIBLE_DEVICES``, ``ZE_AFFINITY_MASK``), not all the site's."""
 
     name: str
     address: str
