@@ -184,6 +184,12 @@ def scheduler(
     "engine, e.g. unix:///var/run/docker.sock (alone: $DOCKER_HOST or the default socket).",
 )
 @click.option(
+    "--wasm",
+    is_flag=True,
+    help="Run WebAssembly modules (%edge run --wasm, Fleet.run_wasm) through wasmtime: "
+    "sandboxed, for sites that cannot run Docker.",
+)
+@click.option(
     "--policy",
     "policy_file",
     default=None,
@@ -222,6 +228,7 @@ def worker(
     nthreads,
     host,
     docker_url,
+    wasm,
     policy_file,
     audit_log,
     count,
@@ -256,6 +263,11 @@ def worker(
         raise click.UsageError(str(e)) from None
     if not os.path.isdir(host_root):
         raise click.UsageError(f"--host-root {host_root}: no such folder")
+    if wasm:
+        from .site.wasm import wasmtime_missing
+
+        if wasmtime_missing():
+            raise click.UsageError(f"--wasm: {wasmtime_missing()}")
     security = _security(**tls)
     if address:
         from .fleet import check_scheme
@@ -305,6 +317,7 @@ def worker(
                     policy=policy,
                     audit_log=_numbered(audit_log, n) if audit_log else None,
                     keep_runners=True,  # the site rejoins when its scheduler goes away: see _site_until_stopped
+                    wasm=wasm,
                 )
             except ValueError as e:
                 raise click.UsageError(str(e)) from None

@@ -1,7 +1,8 @@
 """The demo fleet: four or more sites on loopback, with sample data.
 
 berlin (region=eu, factory), paris (eu, store), boston (us, hospital, one NVIDIA T4
-declared by hand) and tokyo (ap, factory), then ``site-5``, ... Each holds its own shard
+declared by hand) and tokyo (ap, factory), then ``site-5``, ...; each runs
+WebAssembly modules when wasmtime is installed (the ``demo`` extra). Each holds its own shard
 of ``sensors`` (Parquet) and ``logs`` (text); ``weather`` has shards ``eu``
 (replicated on berlin and paris), ``us`` and ``ap``; with moto installed (the
 ``demo`` extra), boston and tokyo hold ``archive`` in a local S3 endpoint.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from pathlib import Path
 
 from .local import SiteSpec, local_cluster
 from .site.dataset import DatasetDeclaration
@@ -30,16 +32,28 @@ _S3_KEY, _S3_SECRET = "edge-demo-key", "edge-demo-secret"
 def plan_sites(count: int) -> list[SiteSpec]:
     if count < 1:
         raise ValueError("a demo fleet needs at least one site")
+    from .site.wasm import wasmtime_missing
+
+    wasm = wasmtime_missing() is None  # every site runs WebAssembly modules where wasmtime is installed
     sites = []
     for i in range(count):
         name = _NAMES[i] if i < len(_NAMES) else f"site-{i + 1}"
         region = _REGIONS[i % len(_REGIONS)]
-        sites.append(
-            SiteSpec(name, {"region": region, "tier": _TIERS[i % len(_TIERS)]}, gpus=1 if name == "boston" else 0)
-        )
+        labels = {"region": region, "tier": _TIERS[i % len(_TIERS)]}
+        sites.append(SiteSpec(name, labels, gpus=1 if name == "boston" else 0, wasm=wasm))
         if name == "boston":  # declared by hand, as its owner describes it: the machine may have none
             sites[-1].gpu_vendor, sites[-1].gpu_model, sites[-1].gpu_memory = "nvidia", "NVIDIA T4", "16GiB"
     return sites
+
+
+def wasm_module(name: str) -> Path:
+    """A WebAssembly module the demo ships, built from its C source beside it
+    (``scan``: ``jupyter_edge/demo_wasm/scan.c``; 06-wasm.ipynb sends it)."""
+    path = Path(__file__).with_name("demo_wasm") / f"{name}.wasm"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.wasm"))
+        raise ValueError(f"the demo has no module {name!r}; it has {', '.join(known)}")
+    return path
 
 
 def make_sample_data(root: str, sites: list[SiteSpec], rows: int = 2000) -> None:

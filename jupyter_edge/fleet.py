@@ -38,6 +38,7 @@ from .protocol import (
 )
 from .result import JobResult
 from .scheduler import EdgeSchedulerPlugin
+from .wasm_work import wasm_work
 
 __all__ = ["Fleet", "FleetUnreachable", "Job"]
 
@@ -566,6 +567,86 @@ class Fleet:
         if on_start is not None:
             on_start(job)
         return _supervise_here(job)
+
+    # --- WebAssembly -----------------------------------------------------------------
+
+    def submit_wasm(
+        self,
+        module,
+        args=(),
+        *,
+        data: str | None = None,
+        where: str | None = None,
+        sites=None,
+        all: bool = False,
+        env: dict[str, str] | None = None,
+        memory: int | str | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        queue_timeout: float | str | None = None,
+        on_output=None,
+    ) -> Job:
+        """Run a WASI module (a ``.wasm`` file here, its bytes, or ``"site:NAME"``, a
+        module each site keeps) with ``args`` at every placed site started with ``--wasm``.
+
+        The site's shard of ``data`` is preopened read-only at ``/data/NAME``
+        (``$EDGE_DATASET_PATH``); nothing else of the site's filesystem is there,
+        and no network. ``env`` passes variables; ``memory`` (``"64MiB"`` or bytes)
+        caps its linear memory. stdout and stderr stream back as output; the exit
+        code is the value, and a non-zero one (or a trap) fails the execution.
+        ``timeout``, ``cancel()`` and a kernel interrupt stop a module mid-loop.
+        """
+        work, request, source = self._wasm_work(module, args, data, where, sites, all, env, memory)
+        return self._start(
+            work,
+            request,
+            timeout,
+            retries,
+            source,
+            supervise_in_thread=True,
+            on_output=on_output,
+            queue_timeout=queue_timeout,
+        )
+
+    def run_wasm(
+        self,
+        module,
+        args=(),
+        *,
+        data: str | None = None,
+        where: str | None = None,
+        sites=None,
+        all: bool = False,
+        env: dict[str, str] | None = None,
+        memory: int | str | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        queue_timeout: float | str | None = None,
+        on_output=None,
+        on_start=None,
+    ) -> JobResult:
+        """:meth:`submit_wasm`, then wait: a :class:`JobResult` of exit codes.
+        Interrupting it (Ctrl-C) stops the module at every site, then re-raises."""
+        work, request, source = self._wasm_work(module, args, data, where, sites, all, env, memory)
+        job = self._start(
+            work,
+            request,
+            timeout,
+            retries,
+            source,
+            supervise_in_thread=False,
+            on_output=on_output,
+            queue_timeout=queue_timeout,
+        )
+        if on_start is not None:
+            on_start(job)
+        return _supervise_here(job)
+
+    @staticmethod
+    def _wasm_work(module, args, data, where, sites, all, env, memory) -> tuple[dict, Request, str]:
+        request = Request.build(data=data, where=where, sites=sites, all=all, executor="wasm")
+        work, source = wasm_work(module, args, env=env, memory=memory)
+        return work, request, f"wasm {source}"
 
     @staticmethod
     def _command_work(

@@ -25,6 +25,7 @@ class SiteSpec:
     gpu_model: str | None = None
     gpu_memory: int | str | None = None  # bytes, or a size like "16GiB"
     host_root: str = "/"  # read the host's /sys, /proc and /etc under this folder
+    wasm: bool = False  # run WebAssembly modules (wasmtime must be installed)
     datasets: list[DatasetDeclaration] = field(default_factory=list)
     nthreads: int = 1
     docker: str | bool | None = None  # run container executions through this engine (True: $DOCKER_HOST)
@@ -51,6 +52,7 @@ def site_worker_spec(site: SiteSpec, storage_options: dict | None = None, securi
         docker=site.docker,
         policy=site.policy,
         audit_log=site.audit_log,
+        wasm=site.wasm,
     )
     options = {
         "name": site.name,

@@ -45,7 +45,7 @@ class Request:
     sites: tuple[str, ...] | None = None
     all: bool = False
     shards: tuple[str, ...] | None = None  # restrict ``data`` to these shards (retries)
-    executor: str | None = None  # "docker": only sites that run containers (a filter)
+    executor: str | None = None  # "docker", "wasm": only sites that run such work (a filter)
 
     @classmethod
     def build(
@@ -101,7 +101,7 @@ class Request:
         if self.gpus:
             parts.append(f"gpus={self.gpus}")
         if self.executor:
-            parts.append(f"in {self.executor} containers")
+            parts.append(f"as {EXECUTOR_WORK.get(self.executor, self.executor)}")
         return ", ".join(parts) or "no target"
 
     def to_dict(self) -> dict:
@@ -200,7 +200,7 @@ def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | 
         if usable < request.gpus:
             return f"{usable} {'/'.join(vendors) + ' ' if vendors else ''}GPU{'s' if usable != 1 else ''}"
     if request.executor and request.executor not in site.labels.get(EXECUTOR_LABEL, "").split(","):
-        return f"runs no {request.executor} containers"
+        return f"runs no {EXECUTOR_WORK.get(request.executor, request.executor)}"
     # Last: a site that is not running but matches everything else would have qualified.
     if site.state == OFFLINE:
         since = time.strftime("%H:%M:%S", time.localtime(site.offline_since)) if site.offline_since else "?"
@@ -208,6 +208,10 @@ def _rejection(site: Site, request: Request, excluded: frozenset[str]) -> str | 
     if site.state != "running":
         return f"state {site.state}"
     return None
+
+
+#: What each executor runs, in words, for placement's messages.
+EXECUTOR_WORK = {"docker": "docker containers", "wasm": "WebAssembly modules"}
 
 
 def _label_shown(requirement, labels: Mapping[str, str]) -> str:
@@ -229,7 +233,8 @@ def _filters(request: Request) -> str:
     if request.gpus:
         parts.append(f"{request.gpus} GPU{'s' if request.gpus > 1 else ''}")
     if request.executor:
-        parts.append(f"{request.executor} containers (sites started with --{request.executor})")
+        work = EXECUTOR_WORK.get(request.executor, request.executor)
+        parts.append(f"{work} (sites started with --{request.executor})")
     return " and ".join(parts)
 
 

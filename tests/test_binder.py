@@ -144,7 +144,7 @@ def start_env(binder_env, demo_dir: Path) -> dict:
 
 @pytest.mark.timeout(1200)
 def test_every_notebook_runs_in_binders_environment(binder_env):
-    """``binder/start jupyter nbconvert --execute`` of the five notebooks, as a user
+    """``binder/start jupyter nbconvert --execute`` of the six notebooks, as a user
     on Binder (or here) runs them; each shows what tests/test_notebooks.py checks.
     The demo start began ends with the command, whose exit status is kept."""
     import nbformat

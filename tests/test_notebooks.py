@@ -336,12 +336,26 @@ def check_python_api(nb, text: str) -> None:
     assert images(nb) >= 1, "expected the job timeline plot"
 
 
+def check_wasm(nb, text: str) -> None:
+    fleet = cell_text(cell_with(nb, "%edge fleet"))
+    expect(fleet, "edge.executor=python,wasm", "the sites should say they run modules")
+    for site in ("berlin", "paris", "boston", "tokyo"):
+        # Every demo log file has 600 lines: three of them per site.
+        expect(text, f"[stdout:{site}] 2026-11-01.log 600 ", f"{site} should count its first log file's lines")
+        expect(text, f"[stdout:{site}] total 1800 ", f"{site} should print its shard's total")
+        expect(text, f"{site}: exit code 0, total 1800 ", f"run_wasm should count WARN lines at {site}")
+    expect(text, "exit codes: {'berlin': 0, 'boston': 0, 'paris': 0, 'tokyo': 0}", "every module should exit 0")
+    search(text, r"after \d+\.\d s: \[berlin\] timed-out", "the endless module should be stopped by the timeout")
+    expect(text, "berlin's next module: exit code 0", "berlin should take the next module at once")
+
+
 CHECKS = {
     "01-quickstart.ipynb": check_quickstart,
     "02-edge-log-analytics.ipynb": check_log_analytics,
     "03-gpu-inference.ipynb": check_gpu_inference,
     "04-s3-sites.ipynb": check_s3,
     "05-python-api.ipynb": check_python_api,
+    "06-wasm.ipynb": check_wasm,
 }
 
 

@@ -91,7 +91,38 @@ container_options = _option_group(
 )
 
 
+#: A WebAssembly module per execution, at sites started with ``--wasm`` (``%edge run`` only).
+wasm_options = _option_group(
+    "WebAssembly",
+    "run a WASI module at each site (sites started with --wasm); --memory caps its memory",
+    argument("--wasm", metavar="MODULE", help="a .wasm file here (its bytes travel), or site:NAME kept at the sites"),
+    argument(
+        "--env",
+        metavar="K=V",
+        action="append",
+        default=[],
+        help="a variable for the module (repeatable)",
+    ),
+)
+
+
 CONTAINER_ONLY = ("network", "cpus", "memory", "pull")
+
+
+def wasm_arguments(args) -> dict:
+    """``Fleet.run_wasm`` keyword arguments from the options: ``--wasm`` and what applies to it."""
+    given = [f"--{name}" for name in ("network", "cpus", "pull") if getattr(args, name) not in (None, False)]
+    if args.image is not None:
+        given.insert(0, "--image")
+    if given:
+        raise UsageError(f"{', '.join(given)} apply to containers, not to --wasm modules")
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env takes NAME=VALUE, not {item!r}")
+        env[key] = value
+    return {"env": env, **({"memory": args.memory} if args.memory else {})}
 
 
 def container_arguments(args) -> dict:

@@ -31,6 +31,8 @@ from .args import (
     parse_options,
     run_options,
     target_options,
+    wasm_arguments,
+    wasm_options,
 )
 from .live import LiveOutput
 from .progress import Progress
@@ -47,6 +49,8 @@ USAGE = """\
 %edge config [--timeout S] [--retries N]   defaults for %%edge cells
 %edge run --image IMAGE [--data NAME ...] -- COMMAND ARGS...
                                   run a command in a container at each site (sites with --docker)
+%edge run --wasm MODULE.wasm [--data NAME ...] -- ARGS...
+                                  run a WebAssembly module at each site (sites with --wasm)
 
 %%edge --data NAME | --sites A,B | --all | --where SELECTOR | --gpus N  [options]
     run the cell at those sites; `%%edge?` lists every option"""
@@ -201,44 +205,49 @@ class EdgeMagics(Magics):
     @target_options
     @run_options
     @container_options
+    @wasm_options
     @argument("-o", "--out", metavar="NAME", help="store the JobResult (exit codes) here")
     def _run(self, line):
-        """%edge run --image IMAGE [targets] [options] -- COMMAND ARGS..."""
+        """%edge run --image IMAGE [targets] [options] -- COMMAND ARGS...
+        %edge run --wasm MODULE [targets] [--env K=V] [--memory SIZE] [options] -- ARGS..."""
 
     def _edge_run(self, rest: str):
         try:
             words = shlex.split(rest)
         except ValueError as e:
             raise UsageError(f"cannot read the command: {e}") from None
-        if "--" not in words:
+        if "--" not in words and "--wasm" not in words:
             raise UsageError("%edge run needs the command after --: %edge run --image IMAGE --data NAME -- ls -l")
-        cut = words.index("--")
+        cut = words.index("--") if "--" in words else len(words)
         options, command = words[:cut], words[cut + 1 :]
         args = self._run.parser.parse_args(options)
-        if not command:
+        if args.wasm is None and not command:
             raise UsageError("%edge run: no command after --")
-        if args.image is None:
-            raise UsageError("%edge run needs --image IMAGE: commands run in containers")
+        if args.image is None and args.wasm is None:
+            raise UsageError(
+                "%edge run needs --image IMAGE (a command in a container) or --wasm MODULE (a WebAssembly module)"
+            )
         if not (args.data or args.sites or args.all or args.where or args.gpus):
             raise UsageError(_NO_TARGET.replace("this %%edge cell", "%edge run"))
+        if args.env and args.wasm is None:
+            raise UsageError("--env applies to --wasm modules")
+        targets = dict(data=args.data, where=args.where, sites=args.sites, all=args.all)
+        if args.wasm is not None and args.gpus:
+            raise UsageError("--gpus does not apply to --wasm modules: they see no GPU")
+        if args.wasm is not None:
+            options = dict(**targets, **self._run_settings(args), **wasm_arguments(args))
+        else:
+            options = dict(**targets, gpus=args.gpus or 0, **self._run_settings(args), **container_arguments(args))
         fleet = self._connected()
         live = LiveOutput(self.shell)
-        options = dict(
-            data=args.data,
-            where=args.where,
-            gpus=args.gpus or 0,
-            sites=args.sites,
-            all=args.all,
-            **self._run_settings(args),
-            **container_arguments(args),
-        )
+
+        def start(on_start):
+            if args.wasm is not None:
+                return fleet.run_wasm(args.wasm, command, on_output=live, on_start=on_start, **options)
+            return fleet.run_command(command, on_output=live, on_start=on_start, **options)
+
         try:
-            return self._run_blocking(
-                fleet,
-                lambda on_start: fleet.run_command(command, on_output=live, on_start=on_start, **options),
-                live,
-                args.out,
-            )
+            return self._run_blocking(fleet, start, live, args.out)
         except (PlacementError, SelectorError, ValueError, FleetUnreachable) as e:
             raise UsageError(str(e)) from None
 

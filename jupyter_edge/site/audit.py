@@ -1,7 +1,8 @@
 """A site's append-only audit log: one JSON line per execution it ran or refused.
 
 Fields: time, site, job, execution, owner, dataset, shard, kind (cell,
-function, container cell, command), image, cell_hash (SHA-256 of what ran),
+function, container cell, command, wasm), image, module (``site:NAME`` for a
+module kept at the site), cell_hash (SHA-256 of what ran: a module's own hash),
 state, bytes_returned, refused (the policy rule, if one refused it). Lines are
 written whole with ``O_APPEND``, so concurrent executions never interleave.
 """
@@ -24,6 +25,7 @@ FIELDS = (
     "shard",
     "kind",
     "image",
+    "module",
     "cell_hash",
     "state",
     "bytes_returned",
@@ -49,6 +51,8 @@ def work_hash(spec: dict) -> str:
 
 
 def work_kind(spec: dict) -> str:
+    if "wasm" in spec:
+        return "wasm"
     if "container" in spec:
         return "container cell" if spec["container"].get("cell") is not None else "command"
     return "cell" if "cell" in spec else "function"

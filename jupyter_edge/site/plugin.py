@@ -30,6 +30,7 @@ from ..protocol import (
     gpu_resource,
 )
 from ..versions import versions
+from ..wasm_work import SITE_MODULE
 from . import audit
 from .audit import AuditLog
 from .containers import ContainerEngine
@@ -40,6 +41,7 @@ from .round_trip import RoundTrip
 from .runner import RunnerPool
 from .self_labels import self_labels
 from .transfer import TransferStopped, ValueSender
+from .wasm import WasmError, WasmRunner, module_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class EdgeSitePlugin(WorkerPlugin):
         audit_log: str | None = None,
         keep_runners: bool = False,
         host_root: str = "/",
+        wasm: bool | WasmRunner = False,
     ):
         check_labels(labels or {})
         # Runners outlive a worker of this site (a site that rejoins its scheduler keeps
@@ -98,7 +101,10 @@ class EdgeSitePlugin(WorkerPlugin):
             raise ValueError(f"dataset {', '.join(twice)} declared twice: a site holds one shard of a dataset")
         self.datasets = {d.name: d for d in datasets}
         self.gpus = gpus if isinstance(gpus, GPUInventory) else discover_gpus(gpus, host_root=host_root)
-        self.labels = {**(labels or {}), **self_labels(self.gpus, ["python", *(["docker"] if docker else [])])}
+        # ``wasm``: run WebAssembly modules (wasmtime must be installed), or through this runner.
+        self.wasm = wasm if isinstance(wasm, WasmRunner) else WasmRunner(config.get("wasm.modules")) if wasm else None
+        executors = ["python", *(["docker"] if docker else []), *(["wasm"] if self.wasm else [])]
+        self.labels = {**(labels or {}), **self_labels(self.gpus, executors)}
         self._storage_options = storage_options
         self.measurements: dict[str, dict] = {}
         self.worker = None
@@ -262,6 +268,8 @@ class EdgeSitePlugin(WorkerPlugin):
             self.pool.stop(execution, "cancelled")
             if self.containers is not None:
                 self.containers.stop(execution, "cancelled")
+            if self.wasm is not None:
+                self.wasm.stop(execution, "cancelled")
             self.values.stop(execution, "the job stopped (cancelled, timed out, or its notebook went away)")
         final = self._final.pop(execution, None)
         if final is not None:
@@ -301,14 +309,19 @@ class EdgeSitePlugin(WorkerPlugin):
         owner = self._owner(spec)
         kind = audit.work_kind(spec)
         image = spec["container"]["image"] if "container" in spec else None
+        module = None
         self.values.expect(spec["execution"])
         try:
             try:
-                self.policy.check(owner, spec.get("dataset"), kind, image)
+                if "wasm" in spec:
+                    module = self._wasm_module(spec)  # its hash decides, before anything runs
+                self.policy.check(owner, spec.get("dataset"), kind, image, module[1] if module else None)
             except Refused as refused:
                 result = self._refuse(spec, refused)
+            except WasmError as e:
+                result = self._refuse(spec, e, "WasmError")
             else:
-                result = self._run(spec)
+                result = self._run(spec, module)
             self._deliver(spec, result)
         finally:
             self.values.done(spec["execution"])
@@ -322,7 +335,8 @@ class EdgeSitePlugin(WorkerPlugin):
             shard=decl.shard if decl else None,
             kind=kind,
             image=image,
-            cell_hash=audit.work_hash(spec),
+            module=spec["wasm"].get("name") if "wasm" in spec else None,
+            cell_hash=module[1] if module else audit.work_hash(spec),
             state=result["state"],
             bytes_returned=result["bytes_returned"],
             refused=getattr(result.get("refusal"), "rule", None),
@@ -356,14 +370,15 @@ class EdgeSitePlugin(WorkerPlugin):
         record = sync(self.worker.loop, getattr(self.worker.scheduler, JOB_HANDLER), job=spec["job"])
         return record["owner"] if record else claimed
 
-    def _refuse(self, spec: dict, refused: Refused) -> dict:
+    def _refuse(self, spec: dict, refused: Exception, error_type: str = "PolicyRefused") -> dict:
+        """A result for work refused before it ran: by the policy, or a module that cannot be had."""
         now = time.time()
         result = {
             "execution": spec["execution"],
             "state": "failed",
             "value": None,
             "error": str(refused),
-            "error_type": "PolicyRefused",
+            "error_type": error_type,
             "started": None,
             "ended": now,
             "bytes_returned": 0,
@@ -371,7 +386,21 @@ class EdgeSitePlugin(WorkerPlugin):
         }
         return result
 
-    def _run(self, spec: dict) -> dict:
+    def _wasm_module(self, spec: dict) -> tuple[bytes, str]:
+        """The module's bytes and SHA-256: sent with the job, or kept here (``site:NAME``)."""
+        if self.wasm is None:
+            raise WasmError(f"site {self.worker.name!r} runs no WebAssembly (start it with --wasm)")
+        work = spec["wasm"]
+        if work.get("module") is not None:
+            module = work["module"]
+        else:
+            module = self.wasm.site_module(work["name"].removeprefix(SITE_MODULE))
+        sha256 = module_sha256(module)
+        if work.get("sha256") not in (None, sha256):
+            raise WasmError(f"the module arrived altered: SHA-256 {sha256}, sent as {work['sha256']}")
+        return module, sha256
+
+    def _run(self, spec: dict, module: tuple[bytes, str] | None = None) -> dict:
         execution = spec["execution"]
         gpus = self._take_gpus(spec.get("gpus", 0), spec.get("gpu_vendors"))
         self._active[execution] = {"job": spec["job"], "started": time.time(), "reported": False}
@@ -389,6 +418,18 @@ class EdgeSitePlugin(WorkerPlugin):
         try:
             if "container" in spec:
                 outcome = self._execute_container(spec, gpus, on_output)
+            elif module is not None:
+                work = spec["wasm"]
+                outcome = self.wasm.execute(
+                    execution,
+                    *module,
+                    work.get("args") or [],
+                    work.get("env") or {},
+                    self._declared(spec),
+                    work.get("memory"),
+                    on_output,
+                    spec.get("deadline"),
+                )
             else:
                 outcome = self.pool.execute(
                     execution,

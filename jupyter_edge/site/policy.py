@@ -6,6 +6,8 @@ cannot override it. Read from the YAML file given with ``--policy FILE``::
       "*": ["*"]           # every other dataset (default: anyone)
     cells: false           # arbitrary cells and functions (default: true)
     images: [edge-python:3.11]   # container images allowed ("*": any; default: any)
+    wasm: [sha256:9f86d0...]     # WebAssembly modules allowed, by SHA-256 (true: any, the
+                                 # default; false: none)
     result-limit: 4MiB     # the largest value an execution may return
     output-images: false   # whether displayed images may leave the site (default: true)
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from dask.utils import parse_bytes
 
 ANYONE = "*"
-_KEYS = {"datasets", "cells", "images", "result-limit", "output-images"}
+_KEYS = {"datasets", "cells", "images", "wasm", "result-limit", "output-images"}
 
 
 class PolicyError(ValueError):
@@ -40,6 +42,7 @@ class Policy:
     datasets: dict[str, tuple[str, ...]] = field(default_factory=lambda: {ANYONE: (ANYONE,)})
     cells: bool = True
     images: tuple[str, ...] = (ANYONE,)
+    wasm: tuple[str, ...] = (ANYONE,)  # module hashes ("sha256:<hex>"), or "*"; () for none
     result_limit: int | None = None
     output_images: bool = True
 
@@ -65,6 +68,11 @@ class Policy:
         images = [images] if isinstance(images, str) else images
         if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
             raise PolicyError(f"images: a list of image names (or '*'), not {images!r}")
+        wasm = data.get("wasm", True)
+        if wasm is True or wasm is False:
+            wasm = [ANYONE] if wasm else []
+        if not isinstance(wasm, list) or not all(isinstance(h, str) and _is_module_hash(h) for h in wasm):
+            raise PolicyError(f"wasm: true, false, or a list of module hashes such as 'sha256:9f86...', not {wasm!r}")
         for key in ("cells", "output-images"):
             if not isinstance(data.get(key, True), bool):
                 raise PolicyError(f"{key}: true or false, not {data[key]!r}")
@@ -77,6 +85,7 @@ class Policy:
             datasets=rules,
             cells=data.get("cells", True),
             images=tuple(images),
+            wasm=tuple(h.lower() for h in wasm),
             result_limit=limit,
             output_images=data.get("output-images", True),
         )
@@ -95,9 +104,12 @@ class Policy:
     def restricts_owners(self) -> bool:
         return any(ANYONE not in owners for owners in self.datasets.values())
 
-    def check(self, owner: str, dataset: str | None, kind: str, image: str | None = None) -> None:
+    def check(
+        self, owner: str, dataset: str | None, kind: str, image: str | None = None, module: str | None = None
+    ) -> None:
         """Raise :class:`Refused` unless ``owner`` may run this ``kind`` of work
-        (``cell``, ``function``, ...) on ``dataset``; ``image`` for a container."""
+        (``cell``, ``function``, ...) on ``dataset``; ``image`` for a container,
+        ``module`` (its SHA-256) for a WebAssembly module."""
         if dataset is not None:
             rule = dataset if dataset in self.datasets else ANYONE
             owners = self.datasets[rule]
@@ -106,6 +118,12 @@ class Policy:
                     f"datasets.{rule}",
                     f"dataset {dataset!r} is for {', '.join(owners) or 'no one'}; this job's owner is {owner!r}",
                 )
+        if module is not None:
+            if ANYONE in self.wasm or f"sha256:{module}" in self.wasm:
+                return
+            if not self.wasm:
+                raise Refused("wasm", "this site runs no WebAssembly modules")
+            raise Refused("wasm", f"module sha256:{module} is not among the {len(self.wasm)} this site accepts")
         if image is None and not self.cells:
             allowed = ", ".join(self.images) if ANYONE not in self.images else "any image"
             raise Refused("cells", f"this site runs no arbitrary {kind}s, only container images ({allowed})")
@@ -114,3 +132,10 @@ class Policy:
 
     def result_limit_for(self, configured: int) -> int:
         return configured if self.result_limit is None else min(configured, self.result_limit)
+
+
+def _is_module_hash(text: str) -> bool:
+    kind, _, digest = text.partition(":")
+    return text == ANYONE or (
+        kind == "sha256" and len(digest) == 64 and all(c in "0123456789abcdefABCDEF" for c in digest)
+    )

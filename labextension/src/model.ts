@@ -33,6 +33,11 @@ export interface IShard {
 /** Labels under this prefix are the ones a site sets itself (`edge.arch`, `edge.gpu.vendor`, ...). */
 export const OWN_LABEL_PREFIX = 'edge.';
 
+/** Whether a site runs WebAssembly modules (it says so in its own `edge.executor` label). */
+export function runsWasm(site: ISite): boolean {
+  return (site.labels['edge.executor'] ?? '').split(',').includes('wasm');
+}
+
 export interface IGPU {
   index: number;
   /** `nvidia`, `amd`, `intel`, or `unknown` (declared without a vendor). */
@@ -364,7 +369,7 @@ export function groupSites(sites: ISite[], key: string | null): ISiteGroup[] {
 /**
  * Sites matching every word of a filter. A word matches a site's name, a
  * dataset it holds, a label (`key=value`, `key` or `value`), its state, a GPU
- * vendor or model or a container image; `gpu` and `containers` match sites with them.
+ * vendor or model or a container image; `gpu`, `containers` and `wasm` match sites with them.
  */
 export function filterSites(sites: ISite[], text: string): ISite[] {
   const words = text
@@ -395,6 +400,9 @@ function siteTerms(site: ISite): string[] {
         ...site.gpus.map(g => g.model),
         ...site.gpus.map(g => g.vendor)
       );
+    }
+    if (runsWasm(site)) {
+      terms.push('wasm');
     }
     if (site.containers) {
       terms.push(

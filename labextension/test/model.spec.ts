@@ -125,7 +125,7 @@ const ANSWER = {
       {},
       {},
       {
-        labels: { 'edge.executor': 'docker' },
+        labels: { 'edge.executor': 'python,docker,wasm' },
         containers: {
           engine: 'docker',
           version: '20.10.24',
@@ -339,6 +339,7 @@ describe('filterSites', () => {
     expect(names('nothing-here')).toEqual([]);
     expect(names('containers')).toEqual(['lab']);
     expect(names('edge-python')).toEqual(['lab']);
+    expect(names('wasm')).toEqual(['lab']);
   });
 
   it('is case-insensitive', () => {

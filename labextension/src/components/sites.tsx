@@ -11,6 +11,7 @@ import {
   ISite,
   OWN_LABEL_PREFIX,
   filterSites,
+  runsWasm,
   formatAgo,
   formatRoundTrip,
   groupSites,
@@ -239,6 +240,16 @@ function SiteItem(props: {
             {`containers: ${site.containers.engine} ${site.containers.version}`}
           </span>
           <span className="jp-EdgeMuted">{` ${site.containers.images.length} image${site.containers.images.length === 1 ? '' : 's'}`}</span>
+        </div>
+      )}
+      {runsWasm(site) && (
+        <div className="jp-EdgeSite-wasm">
+          <span
+            className="jp-EdgeBadge jp-EdgeBadge-wasm"
+            title="runs WebAssembly modules (%edge run --wasm), sandboxed by wasmtime"
+          >
+            wasm
+          </span>
         </div>
       )}
       {site.gpus.map(gpu => (
