@@ -119,7 +119,8 @@ def test_a_hub_restart_loses_no_site(tmp_path):
             # The hub kept its memory: the site that had left, and the jobs, the one
             # running at the restart ended lost with that reason.
             tokyo_now = fleet.catalog().sites["tokyo"]
-            assert tokyo_now.state == "offline" and tokyo_now.labels == {"region": "ap"}, tokyo_now
+            assert tokyo_now.state == "offline" and tokyo_now.labels["region"] == "ap", tokyo_now
+            assert tokyo_now.labels["edge.executor"] == "python", "its own labels are kept too"
             jobs = {j.id: j for j in fleet.jobs()}
             assert jobs[done.job].executions[0].state == "done", "a finished job should survive the restart"
             lost = [j for j in jobs.values() if j.executions[0].site == "berlin" and j.id != result.job]

@@ -130,7 +130,9 @@ def test_sidebar_lists_sites_datasets_and_gpus(page, demo):
     assert page.locator(".jp-EdgeSite[data-site='berlin'] .jp-EdgeGPU").count() == 0
     # The labels a site sets itself are there, set apart from those it was given.
     own = page.locator(".jp-EdgeSite[data-site='berlin'] .jp-EdgeLabel.jp-mod-own").all_inner_texts()
-    assert "edge.executor=python" in own and "region=eu" not in own, own
+    assert "edge.executor=python,wasm" in own and "region=eu" not in own, own
+    # Every demo site runs WebAssembly modules: each is badged.
+    assert page.locator(".jp-EdgeSite .jp-EdgeBadge-wasm").count() == len(DEMO_SITES)
 
     # The datasets section: every dataset, weather with its three shards.
     datasets = page.eval_on_selector_all(".jp-EdgeDataset", "els => els.map(e => e.dataset.dataset)")
@@ -145,6 +147,9 @@ def test_filter_narrows_the_sites(page):
     page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 1")
     assert site_names(page) == ["boston"]
     box.fill("nvidia")  # a GPU vendor
+    page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 1")
+    assert site_names(page) == ["boston"]
+    box.fill("wasm boston")
     page.wait_for_function("document.querySelectorAll('.jp-EdgeSite').length === 1")
     assert site_names(page) == ["boston"]
     box.fill("region=eu")
