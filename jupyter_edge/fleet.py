@@ -476,9 +476,7 @@ class Fleet:
             queue_timeout=queue_timeout,
             on_output=on_output,
         )
-        if on_start is not None:
-            on_start(job)
-        return _supervise_here(job)
+        return _supervise_here(job, on_start)
 
     # --- containers ----------------------------------------------------------------
 
@@ -564,9 +562,7 @@ class Fleet:
             on_output=on_output,
             queue_timeout=queue_timeout,
         )
-        if on_start is not None:
-            on_start(job)
-        return _supervise_here(job)
+        return _supervise_here(job, on_start)
 
     # --- WebAssembly -----------------------------------------------------------------
 
@@ -638,9 +634,7 @@ class Fleet:
             on_output=on_output,
             queue_timeout=queue_timeout,
         )
-        if on_start is not None:
-            on_start(job)
-        return _supervise_here(job)
+        return _supervise_here(job, on_start)
 
     @staticmethod
     def _wasm_work(module, args, data, where, sites, all, env, memory) -> tuple[dict, Request, str]:
@@ -759,12 +753,19 @@ def _seconds(timeout, name: str = "timeout") -> float | None:
     return seconds
 
 
-def _supervise_here(job: Job) -> JobResult:
-    """Follow ``job`` in this thread (no hand-off on the way back); Ctrl-C
-    stops it at every site and raises :class:`JobInterrupted` with what finished."""
+def _supervise_here(job: Job, on_start=None) -> JobResult:
+    """Call ``on_start(job)``, then follow ``job`` in this thread (no hand-off on the
+    way back); Ctrl-C stops it at every site and raises :class:`JobInterrupted` with
+    what finished, also when it comes during ``on_start`` (the job already runs)."""
+    supervising = False
     try:
+        if on_start is not None:
+            on_start(job)
+        supervising = True
         job.supervise()
     except KeyboardInterrupt:
+        if not supervising:
+            job.supervise(stop=True)
         raise JobInterrupted(job.result()) from None
     return job.result()
 

@@ -219,9 +219,12 @@ class Job:
 
     # --- following it ------------------------------------------------------------
 
-    def supervise(self) -> None:
+    def supervise(self, stop: bool = False) -> None:
         """Follow the executions until all are finished, then collect the
-        results. An interrupt (Ctrl-C) cancels what is left, then re-raises."""
+        results. An interrupt (Ctrl-C) cancels what is left, then re-raises;
+        ``stop``: cancel what is left now (an interrupt came before this)."""
+        if stop:
+            self._stop_reason = State.CANCELLED
         try:
             self._follow()
             self._collect()

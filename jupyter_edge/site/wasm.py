@@ -290,21 +290,27 @@ def _first_line(error: Exception) -> str:
 
 def _trap_message(trap, instance, store, memory: int | None) -> str:
     """The trap's own message (``wasm trap: integer divide by zero``), with where it
-    happened, and a word on the memory cap when the module had reached it."""
+    happened. Under a memory cap, also how much memory the module had: wasmtime
+    does not say that a growth was refused (``memory.grow`` returns -1, and the
+    module decides what to do), so a module that traps on it is told apart by this."""
+    from dask.utils import format_bytes
+
     lines = [line for line in str(trap).strip().splitlines() if line.strip()]
     cause = next((line.strip() for line in reversed(lines) if line.strip().startswith("wasm trap")), lines[-1])
     where = [line.strip() for line in lines if line.strip()[:1].isdigit()][:3]
     message = cause + (f" (at {'; '.join(where)})" if where else "")
     if memory is not None:
         exported = instance.exports(store).get("memory")
-        size = exported.size(store) * _PAGE if exported is not None and hasattr(exported, "size") else None
-        if size is not None and size + _PAGE > memory:
-            message += f"; its memory had reached the cap of {memory:,} bytes (--memory)"
+        if exported is not None and hasattr(exported, "size"):
+            had = format_bytes(exported.size(store) * _PAGE)
+            message += f"; its memory was {had}, capped at {format_bytes(memory)} by --memory (growing past it fails)"
     return message
 
 
 def _instantiation_error(error, memory: int | None) -> str:
+    from dask.utils import format_bytes
+
     text = _first_line(error)
     if memory is not None and "memory" in text and "limit" in text:
-        return f"the module needs more memory than the cap of {memory:,} bytes (--memory): {text}"
+        return f"the module needs more memory than the cap of {format_bytes(memory)} (--memory): {text}"
     return f"the module cannot be instantiated here: {text}"
