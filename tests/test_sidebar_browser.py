@@ -109,7 +109,7 @@ def test_sidebar_lists_sites_datasets_and_gpus(page, demo):
     # Dataset badges with sizes, as the catalog reports them.
     catalog = demo.catalog(fresh=True)
     berlin = page.locator(".jp-EdgeSite[data-site='berlin']")
-    badges = berlin.locator(".jp-EdgeBadge").all_inner_texts()
+    badges = berlin.locator(".jp-EdgeBadge[data-dataset]").all_inner_texts()
     assert sorted(b.split()[0] for b in badges) == sorted(catalog.sites["berlin"].datasets)
     assert all(("B" in b) for b in badges), f"every badge shows a size: {badges}"
 
