@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import kernel_outputs, run_in_kernel, stream_text
@@ -108,11 +109,17 @@ def wasm_fleet(tmp_path_factory, built, wasmtime):
     kept.mkdir()
     shutil.copy(built["scan"], kept / "scan.wasm")
     scan_hash = hashlib.sha256(built["scan"].read_bytes()).hexdigest()
+    numbers = root / "numbers"
+    numbers.mkdir()
+    values = [f"{v:.3f}" for v in np.random.default_rng(3).uniform(-5000, 5000, 20_000)]
+    values += ["+12", "-0.5", ".25", "1e3", "-2.5E-2", "123456789012345678901", "7.000000000000000000001"]
+    (numbers / "column.txt").write_text("\n".join(values) + "\n")
     sites = [
         SiteSpec(
             name,
             wasm=name != "plain",
-            datasets=[DatasetDeclaration("logs", str(write_logs(root / name, seed)), name)],
+            datasets=[DatasetDeclaration("logs", str(write_logs(root / name, seed)), name)]
+            + ([DatasetDeclaration("numbers", str(numbers), "all")] if name == "north" else []),
             audit_log=str(root / f"audit-{name}.jsonl"),
             policy=Policy.from_dict({"wasm": [f"sha256:{scan_hash}"]}) if name == "strict" else None,
         )
@@ -159,6 +166,14 @@ def test_a_c_module_reads_every_file_of_its_shard_and_agrees_with_pandas(wasm_fl
         expected = expected_counts(wasm_fleet.root / site, "ERROR")
         assert counts.pop("total") == tuple(map(sum, zip(*expected.values(), strict=True)))
         assert counts == expected, f"{site}: the module counted {counts}, pandas {expected}"
+
+
+def test_a_column_summed_by_the_module_agrees_with_pandas(wasm_fleet, built):
+    result = wasm_fleet.run_wasm(built["scan"], ["sum"], data="numbers", timeout=60)
+    name, lines, total = outputs_text(result, "north").splitlines()[-1].split()
+    expected = pd.read_csv(wasm_fleet.root / "numbers" / "column.txt", header=None)[0].sum()
+    assert (name, int(lines)) == ("total", 20_007)
+    assert float(total) == pytest.approx(expected, rel=1e-12), (total, expected)
 
 
 def test_the_committed_module_is_the_source_built(wasm_fleet, built):
