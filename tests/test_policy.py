@@ -16,7 +16,7 @@ from jupyter_edge import Fleet
 from jupyter_edge.local import SiteSpec, local_cluster
 from jupyter_edge.site.audit import read
 from jupyter_edge.site.dataset import DatasetDeclaration
-from jupyter_edge.site.policy import Policy, PolicyError
+from jupyter_edge.site.policy import Policy, PolicyError, Refused
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,8 @@ def test_a_bad_policy_is_a_clear_error(tmp_path):
         ({"cels": False}, "unknown policy rule"),
         ({"result-limit": "lots"}, "result-limit: a size"),
         ({"cells": "no"}, "cells: true or false"),
+        ({"wasm": ["9f86d081"]}, "wasm: true, false, or a list of module hashes"),
+        ({"wasm": "yes"}, "wasm: true, false, or a list of module hashes"),
     ):
         with pytest.raises(PolicyError, match=expected):
             Policy.from_dict(rules)
@@ -136,3 +138,17 @@ def test_a_bad_policy_is_a_clear_error(tmp_path):
         timeout=60,
     )
     assert done.returncode == 2 and "unknown policy rule(s) cels" in done.stderr, done.stderr
+
+
+def test_the_wasm_rule():
+    """Any module by default; none with ``wasm: false``; else only the hashes listed.
+    The ``cells`` rule does not govern modules: they are not arbitrary Python."""
+    digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    Policy().check("ana", None, "wasm", module=digest)
+    Policy.from_dict({"cells": False}).check("ana", None, "wasm", module=digest)
+    with pytest.raises(Refused, match="rule wasm: this site runs no WebAssembly modules"):
+        Policy.from_dict({"wasm": False}).check("ana", None, "wasm", module=digest)
+    listed = Policy.from_dict({"wasm": [f"sha256:{digest.upper()}"]})
+    listed.check("ana", None, "wasm", module=digest)
+    with pytest.raises(Refused, match=f"rule wasm: module sha256:{'0' * 64} is not among the 1 this site accepts"):
+        listed.check("ana", None, "wasm", module="0" * 64)
