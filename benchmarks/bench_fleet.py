@@ -67,10 +67,10 @@ def one():
 # --- statistics ----------------------------------------------------------------
 
 
-def plain_dask_worker(*scheduler: str, name: str) -> list[str]:
+def plain_dask_worker(*scheduler: str, name: str, host: str = "127.0.0.1") -> list[str]:
     """The command of a plain Dask worker, the reference the benchmarks compare
-    with: one thread, no nanny, no dashboard, on loopback. ``scheduler`` is an
-    address, or ``--scheduler-file`` and its path."""
+    with: one thread, no nanny, no dashboard, on ``host`` (loopback). ``scheduler``
+    is an address, or ``--scheduler-file`` and its path."""
     return [
         sys.executable,
         "-m",
@@ -79,7 +79,7 @@ def plain_dask_worker(*scheduler: str, name: str) -> list[str]:
         "--name",
         name,
         "--host",
-        "127.0.0.1",
+        host,
         "--nthreads",
         "1",
         "--no-nanny",

@@ -11,7 +11,7 @@ The scheduler's resident memory is
 sampled every 5 ms during each transfer: its growth over the value's size says
 whether it held the value or only a window of chunks.
 
-    python benchmarks/bench_transfer.py [--sizes 1,16,100] [--repeat 7] [--json out.json]
+    python benchmarks/bench_transfer.py [--sizes 1,16,100] [--repeat 7] [--json out.json] [--plain-in-namespace]
 
 Goals (issue 12): throughput at least 0.8x Dask's; scheduler memory growth below
 4 chunks (``edge.transfer.chunk``) per transfer.
@@ -75,6 +75,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,16,100", help="MiB, comma-separated")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument(
+        "--plain-in-namespace",
+        action="store_true",
+        help="put the plain Dask worker in a namespace of its own too (no firewall: the scheduler can dial it), "
+        "so that both values cross the same kind of link (as root)",
+    )
     args = parser.parse_args()
     sizes = [int(s) * MIB for s in args.sizes.split(",")]
 
@@ -86,7 +92,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
     env = {**os.environ, "DASK_EDGE__RESULT_LIMIT": f"{max(sizes) + MIB}"}
     procs: list[subprocess.Popen] = []
-    host = None
+    host = plain_host = None
 
     def start(command: list[str], name: str) -> subprocess.Popen:
         with open(root / f"{name}.log", "wb") as log:
@@ -114,7 +120,19 @@ def main() -> int:
             where = "a firewalled namespace"
         else:
             start(cli("worker", f"tcp://127.0.0.1:{port}", "--name", "site", "--host", "127.0.0.1"), "site")
-        start(plain_dask_worker(f"tcp://127.0.0.1:{port}", name="plain"), "plain")
+        if args.plain_in_namespace and os.geteuid() == 0:
+            from netns import Host
+
+            plain_host = Host(41)
+            start(
+                plain_host.command(
+                    plain_dask_worker(f"tcp://{plain_host.gateway}:{port}", name="plain", host=plain_host.address)
+                ),
+                "plain",
+            )
+            where += "; the plain worker in a namespace of its own, not firewalled"
+        else:
+            start(plain_dask_worker(f"tcp://127.0.0.1:{port}", name="plain"), "plain")
         fleet = Fleet.connect(f"tcp://127.0.0.1:{port}")
         fleet.wait_for_sites(1, timeout=60)
         client: Client = fleet.client
@@ -164,8 +182,9 @@ def main() -> int:
         return 0 if met else 1
     finally:
         stop_all(procs)
-        if host is not None:
-            host.close()
+        for namespace in (host, plain_host):
+            if namespace is not None:
+                namespace.close()
 
 
 if __name__ == "__main__":
