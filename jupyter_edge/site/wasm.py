@@ -114,9 +114,16 @@ class _Execution:
 
     def stop(self, why: str) -> None:
         with self._lock:
+            if self.finished.is_set():  # it ended (its engine may be closed already)
+                return
             if self.stopped is None:
                 self.stopped = why
-        self.engine.increment_epoch()  # the store's deadline is one tick away: it traps now
+            self.engine.increment_epoch()  # the store's deadline is one tick away: it traps now
+
+    def end(self) -> None:
+        """The module returned: no stop reaches its engine from now on."""
+        with self._lock:
+            self.finished.set()
 
     def watch(self) -> None:
         """Forward output while the module runs; stop it at its deadline."""
@@ -248,7 +255,7 @@ class WasmRunner:
         except WasmError as e:
             return _outcome("failed", str(e), "WasmError", started=started)
         finally:
-            running.finished.set()
+            running.end()
             if watcher.is_alive():
                 watcher.join()
             running.flush()
