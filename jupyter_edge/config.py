@@ -35,6 +35,18 @@ def nbytes(key: str) -> int:
     return parse_bytes(value) if isinstance(value, str) else int(value)
 
 
+def size_at_least(value, minimum: int, what: str, example: str, minimum_says: str) -> int:
+    """``value`` (bytes, or a size such as ``"512MiB"``) in bytes, at least ``minimum``;
+    a ``ValueError`` naming ``what`` (and the minimum, as ``minimum_says``) otherwise."""
+    try:
+        n = parse_bytes(value) if isinstance(value, str) else value
+    except (ValueError, OverflowError):
+        raise ValueError(f"{what} must be a size such as '{example}' or a number of bytes, not {value!r}") from None
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise ValueError(f"{what} must be at least {minimum_says}, not {value!r}")
+    return n
+
+
 def scheduler_address(explicit: str | None = None) -> str | None:
     """The fleet's address: the argument, else ``$JUPYTER_EDGE_SCHEDULER``,
     else ``edge.scheduler-address``; ``None`` when none is set."""

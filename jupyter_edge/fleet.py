@@ -592,7 +592,9 @@ class Fleet:
         code is the value, and a non-zero one (or a trap) fails the execution.
         ``timeout``, ``cancel()`` and a kernel interrupt stop a module mid-loop.
         """
-        work, request, source = self._wasm_work(module, args, data, where, sites, all, env, memory)
+        work, request, source = self._wasm_work(
+            module, args, data=data, where=where, sites=sites, all=all, env=env, memory=memory
+        )
         return self._start(
             work,
             request,
@@ -609,21 +611,17 @@ class Fleet:
         module,
         args=(),
         *,
-        data: str | None = None,
-        where: str | None = None,
-        sites=None,
-        all: bool = False,
-        env: dict[str, str] | None = None,
-        memory: int | str | None = None,
         timeout: float | None = None,
         retries: int = 0,
         queue_timeout: float | str | None = None,
         on_output=None,
         on_start=None,
+        **options,
     ) -> JobResult:
-        """:meth:`submit_wasm`, then wait: a :class:`JobResult` of exit codes.
+        """:meth:`submit_wasm` (the same ``data``, ``where``, ``sites``, ``all``, ``env``
+        and ``memory``), then wait: a :class:`JobResult` of exit codes.
         Interrupting it (Ctrl-C) stops the module at every site, then re-raises."""
-        work, request, source = self._wasm_work(module, args, data, where, sites, all, env, memory)
+        work, request, source = self._wasm_work(module, args, **options)
         job = self._start(
             work,
             request,
@@ -637,7 +635,9 @@ class Fleet:
         return _supervise_here(job, on_start)
 
     @staticmethod
-    def _wasm_work(module, args, data, where, sites, all, env, memory) -> tuple[dict, Request, str]:
+    def _wasm_work(
+        module, args, *, data=None, where=None, sites=None, all=False, env=None, memory=None
+    ) -> tuple[dict, Request, str]:
         request = Request.build(data=data, where=where, sites=sites, all=all, executor="wasm")
         work, source = wasm_work(module, args, env=env, memory=memory)
         return work, request, f"wasm {source}"
@@ -809,8 +809,6 @@ def _container_work(
     pull: bool = False,
 ) -> dict:
     """A container execution's work, checked here so that bad options fail before anything is sent."""
-    from dask.utils import parse_bytes
-
     if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image.strip()):
         raise ValueError(f"image must name an image at the sites (e.g. 'edge-python:3.11'), not {image!r}")
     if command is not None and (
@@ -822,12 +820,7 @@ def _container_work(
     ):
         raise ValueError(f"cpus must be a number of CPUs above 0, not {cpus!r}")
     if memory is not None:
-        try:
-            memory = parse_bytes(memory) if isinstance(memory, str) else memory
-        except (ValueError, OverflowError):
-            raise ValueError(f"memory must be a size such as '512MiB' or a number of bytes, not {memory!r}") from None
-        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 6 * 2**20:
-            raise ValueError(f"memory must be at least 6 MiB (the engine's minimum), not {memory!r}")
+        memory = config.size_at_least(memory, 6 * 2**20, "memory", "512MiB", "6 MiB (the engine's minimum)")
     if network is not None and not isinstance(network, (bool, str)):
         raise ValueError(f"network must be True or a network mode such as 'host', not {network!r}")
     return {

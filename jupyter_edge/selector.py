@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = ["Requirement", "Selector", "SelectorError", "parse_label"]
 
@@ -46,12 +47,17 @@ class Requirement:
         value = labels.get(self.key)
         values = [] if value is None else value.split(",") if self.key.startswith(_OWN) else [value]
         if self.op in _COMPARISONS:
-            wanted = number(self.values[0])
+            wanted = self._operand
             return any(n is not None and _COMPARISONS[self.op](n, wanted) for n in map(number, values))
         if self.op in ("=", "in"):
             return any(v in self.values for v in values)
         # "!=" and "notin" hold for sites without the key, as in Kubernetes.
         return not any(v in self.values for v in values)
+
+    @cached_property
+    def _operand(self) -> float | None:
+        """A comparison's number, read once (placement matches it against every site)."""
+        return number(self.values[0])
 
     def __str__(self) -> str:
         if self.op == "exists":

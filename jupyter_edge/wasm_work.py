@@ -38,14 +38,7 @@ def wasm_work(
     if bad:
         raise ValueError(f"env: names like NAME and string values, not {', '.join(map(repr, bad))}")
     if memory is not None:
-        from dask.utils import parse_bytes
-
-        try:
-            memory = parse_bytes(memory) if isinstance(memory, str) else memory
-        except (ValueError, OverflowError):
-            raise ValueError(f"memory must be a size such as '64MiB' or a number of bytes, not {memory!r}") from None
-        if isinstance(memory, bool) or not isinstance(memory, int) or memory < _PAGE:
-            raise ValueError(f"memory must be at least 64 KiB (one WebAssembly page), not {memory!r}")
+        memory = config.size_at_least(memory, _PAGE, "memory", "64MiB", "64 KiB (one WebAssembly page)")
     work = {"args": list(args), "env": env, "memory": memory}
     if isinstance(module, str) and module.startswith(SITE_MODULE):
         name = module[len(SITE_MODULE) :]

@@ -192,6 +192,18 @@ class CliFleet:
                 proc.wait(5)
 
 
+def worker_usage(*flags, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``jupyter-edge worker FLAGS`` aimed at a scheduler nobody listens at: for flags
+    that must be refused before the site dials anything (a usage error, exit 2)."""
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
 @pytest.fixture
 def cli_fleet(tmp_path):
     fleets = []

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import write_sensors
+from conftest import worker_usage, write_sensors
 
 from jupyter_edge import PlacementError, State
 
@@ -80,12 +80,7 @@ def test_status_without_a_fleet_is_a_clear_error(tmp_path):
 
 def test_worker_rejects_bad_flags(tmp_path):
     def worker(*flags):
-        return subprocess.run(
-            [sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x", *flags],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return worker_usage("--name", "x", *flags)
 
     out = worker("--label", "edge.executor=docker")
     assert out.returncode == 2 and "reserved" in out.stderr, out.stderr

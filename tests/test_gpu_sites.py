@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import worker_usage
 from host_trees import amd_card, intel_integrated, jetson_orin, meminfo
 
 from jupyter_edge import PlacementError
@@ -144,19 +145,11 @@ def test_an_execution_sees_only_its_own_devices(gpu_fleet):
 
 
 def test_bad_gpu_options_are_usage_errors(tmp_path):
-    def worker(*flags):
-        return subprocess.run(
-            [sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x", *flags],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
     for flags, message in (
         (("--gpus", "auto", "--gpu-vendor", "amd"), "describe GPUs declared by hand"),
         (("--gpus", "1", "--gpu-vendor", "matrox"), "'matrox' is not one of 'nvidia', 'amd', 'intel'"),
         (("--gpus", "1", "--gpu-memory", "lots"), "--gpu-memory takes a size like 16GiB"),
         (("--gpus", "auto", "--host-root", str(tmp_path / "nowhere")), "no such folder"),
     ):
-        out = worker(*flags)
+        out = worker_usage("--name", "x", *flags)
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (flags, out.stderr)

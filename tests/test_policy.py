@@ -10,6 +10,7 @@ import sys
 
 import dask.config
 import pytest
+from conftest import worker_usage
 from distributed import Client
 
 from jupyter_edge import Fleet
@@ -131,12 +132,7 @@ def test_a_bad_policy_is_a_clear_error(tmp_path):
             Policy.from_dict(rules)
     bad = tmp_path / "policy.yaml"
     bad.write_text("cels: false\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x", "--policy", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = worker_usage("--name", "x", "--policy", str(bad))
     assert done.returncode == 2 and "unknown policy rule(s) cels" in done.stderr, done.stderr
 
 

@@ -10,6 +10,7 @@ import time
 
 import psutil
 import pytest
+from conftest import worker_usage
 
 pytestmark = pytest.mark.e2e
 
@@ -101,12 +102,7 @@ def test_many_sites_in_one_process(cli_fleet, tmp_path):
     ],
 )
 def test_count_explains_bad_input(flags, message):
-    done = subprocess.run(
-        [sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", *flags],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = worker_usage(*flags)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 

@@ -10,14 +10,13 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import kernel_outputs, run_in_kernel, stream_text
+from conftest import kernel_outputs, run_in_kernel, stream_text, worker_usage
 
 from jupyter_edge import PlacementError
 
@@ -156,6 +155,14 @@ def running_modules(fleet, site: str) -> dict:
     return fleet.cluster.workers[site].plugins["jupyter-edge-site"].wasm._running
 
 
+def wait_until_running(fleet, site: str, running: bool, timeout: float, failure: str) -> None:
+    """Wait until ``site`` runs a module (``running``) or runs none; fail with ``failure`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while bool(running_modules(fleet, site)) != running:
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
 def test_a_c_module_reads_every_file_of_its_shard_and_agrees_with_pandas(wasm_fleet, built):
     result = wasm_fleet.run_wasm(built["scan"], ["count", "ERROR"], data="logs", timeout=60)
     # plain's shard is held by no site that runs modules: it is skipped, as for any filter.
@@ -236,10 +243,7 @@ def test_a_timeout_stops_a_module_in_an_endless_loop(wasm_fleet, built):
     took = time.monotonic() - started
     assert result.errors["south"].args[1] == "timed-out" and took < 15, (result.errors, took)
     # The site stops it at the same deadline: its only thread is free again at once.
-    deadline = time.monotonic() + 5
-    while running_modules(wasm_fleet, "south"):
-        assert time.monotonic() < deadline, "the module still runs 5 s after its deadline"
-        time.sleep(0.05)
+    wait_until_running(wasm_fleet, "south", False, 5, "the module still runs 5 s after its deadline")
     assert (
         wasm_fleet.run_wasm(built["scan"], ["count", "ERROR"], sites=["south"], data="logs", timeout=30)["south"] == 0
     )
@@ -247,17 +251,11 @@ def test_a_timeout_stops_a_module_in_an_endless_loop(wasm_fleet, built):
 
 def test_cancel_stops_a_module_in_an_endless_loop(wasm_fleet, built):
     job = wasm_fleet.submit_wasm(built["loop"], sites=["south"])
-    deadline = time.monotonic() + 30
-    while not running_modules(wasm_fleet, "south"):
-        assert time.monotonic() < deadline, "the module never started"
-        time.sleep(0.05)
+    wait_until_running(wasm_fleet, "south", True, 30, "the module never started")
     job.cancel()
     result = job.result(timeout=30)
     assert result.executions["south"].state.value == "cancelled", result.executions
-    deadline = time.monotonic() + 10
-    while running_modules(wasm_fleet, "south"):
-        assert time.monotonic() < deadline, "the module still runs after its job was cancelled"
-        time.sleep(0.05)
+    wait_until_running(wasm_fleet, "south", False, 10, "the module still runs after its job was cancelled")
     assert (
         wasm_fleet.run_wasm(built["scan"], ["count", "ERROR"], sites=["south"], data="logs", timeout=30)["south"] == 0
     )
@@ -271,10 +269,7 @@ def test_a_kernel_interrupt_stops_the_module(wasm_fleet, built):
         _, status = run_in_kernel(kc, f"%load_ext jupyter_edge\n%edge connect {wasm_fleet.client.scheduler.address}")
         assert status == "ok"
         msg_id = kc.execute(f"%edge run --wasm {built['loop']} --sites north -o stopped --")
-        deadline = time.monotonic() + 60
-        while not running_modules(wasm_fleet, "north"):
-            assert time.monotonic() < deadline, "the module never started"
-            time.sleep(0.05)
+        wait_until_running(wasm_fleet, "north", True, 60, "the module never started")
         km.interrupt_kernel()
         outputs, status = kernel_outputs(kc, msg_id, timeout=60)
         errors = [m["content"] for m in outputs if m["msg_type"] == "error"]
@@ -283,10 +278,7 @@ def test_a_kernel_interrupt_stops_the_module(wasm_fleet, built):
         ]
         outputs, _ = run_in_kernel(kc, "print(sorted({ex.state.value for ex in stopped.executions.values()}))")
         assert stream_text(outputs).strip() == "['cancelled']", stream_text(outputs)
-        deadline = time.monotonic() + 10
-        while running_modules(wasm_fleet, "north"):
-            assert time.monotonic() < deadline, "the module still runs after the interrupt"
-            time.sleep(0.05)
+        wait_until_running(wasm_fleet, "north", False, 10, "the module still runs after the interrupt")
         # The magic, end to end: a module file sent from the kernel, its arguments, --env.
         outputs, status = run_in_kernel(
             kc, f"%edge run --wasm {SCAN_COMMITTED} --data logs --sites north,south -- count ERROR"
@@ -369,12 +361,6 @@ def test_a_module_over_the_limit_is_refused_here(wasm_fleet, tmp_path):
 def test_the_worker_says_when_wasmtime_is_missing(tmp_path):
     """``--wasm`` where wasmtime cannot be imported: a usage error at once, naming the extra."""
     (tmp_path / "wasmtime.py").write_text("raise ImportError('no wasmtime here')\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "jupyter_edge.cli", "worker", "tcp://127.0.0.1:9", "--name", "x", "--wasm"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-    )
+    out = worker_usage("--name", "x", "--wasm", env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert out.returncode == 2 and "pip install 'jupyter-edge[wasm]'" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr

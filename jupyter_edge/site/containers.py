@@ -25,6 +25,7 @@ from collections.abc import Callable
 from .. import config
 from ..catalog import GPU
 from .gpu.visibility import container_devices
+from .outcome import outcome
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +47,6 @@ _TICK = 0.1
 
 class ContainerError(RuntimeError):
     """A container execution could not start; the message says why."""
-
-
-def _outcome(
-    state: str, error: str | None = None, error_type: str | None = None, value=None, started: float | None = None
-) -> dict:
-    return {
-        "op": "result",
-        "state": state,
-        "value": value,
-        "error": error,
-        "error_type": error_type,
-        "started": started,
-        "ended": time.time(),
-    }
 
 
 class ContainerEngine:
@@ -145,7 +132,7 @@ class ContainerEngine:
                 return self._follow_cell(execution, container, listener, on_output, deadline, started)
             return self._follow_command(execution, container, on_output, deadline, started)
         except ContainerError as e:
-            return _outcome("failed", str(e), "ContainerError", started=started)
+            return outcome("failed", str(e), "ContainerError", started=started)
         finally:
             if container is not None:
                 self._remove(container)
@@ -248,7 +235,7 @@ class ContainerEngine:
             reason = self._stop_requested(execution, deadline)
             if reason is not None:
                 self._halt(container)
-                return _outcome(reason, f"{reason} at the site; the container was stopped and removed", started=started)
+                return outcome(reason, f"{reason} at the site; the container was stopped and removed", started=started)
             if conn is None:
                 try:
                     conn, _ = listener.accept()
@@ -294,7 +281,7 @@ class ContainerEngine:
                 self._halt(container)
                 for reader in readers:
                     reader.join(5)
-                return _outcome(reason, f"{reason} at the site; the container was stopped and removed", started=started)
+                return outcome(reason, f"{reason} at the site; the container was stopped and removed", started=started)
             try:
                 code = container.wait(timeout=_TICK)["StatusCode"]
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
@@ -303,10 +290,10 @@ class ContainerEngine:
                 reader.join(10)
             value = pickle.dumps(code)
             if code != 0:
-                return _outcome(
+                return outcome(
                     "failed", f"the command exited with code {code}", "CommandFailed", value=value, started=started
                 )
-            return _outcome("done", value=value, started=started)
+            return outcome("done", value=value, started=started)
 
     def _running(self, container) -> bool:
         container.reload()
@@ -320,7 +307,7 @@ class ContainerEngine:
         logs = container.logs(stdout=True, stderr=True, tail=20).decode("utf-8", "replace").strip()
         why = "killed: out of memory (--memory)" if state.get("OOMKilled") else f"exit code {state.get('ExitCode')}"
         hint = " (does the image have python3?)" if state.get("ExitCode") in (126, 127) else ""
-        return _outcome(
+        return outcome(
             "failed",
             f"the cell's runner in the container ended without a result: {why}{hint}" + (f"\n{logs}" if logs else ""),
             "ContainerRunnerDied",

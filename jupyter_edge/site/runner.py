@@ -22,6 +22,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from .. import config
+from .outcome import outcome
 from .value_spool import receive_value
 
 logger = logging.getLogger(__name__)
@@ -226,15 +227,7 @@ class RunnerPool:
             runner = self._acquire(execution, deadline, session)
             if runner is None:  # stopped while it waited for a runner: never started
                 stop = self._stops[execution]
-                return {
-                    "op": "result",
-                    "state": stop.reason,
-                    "value": None,
-                    "started": None,
-                    "ended": time.time(),
-                    "error_type": None,
-                    "error": f"{stop.reason} at the site before it started",
-                }
+                return outcome(stop.reason, f"{stop.reason} at the site before it started")
             why = self.dropped(session)
             if why is not None:
                 on_output(
@@ -390,25 +383,12 @@ class RunnerPool:
             code = runner.proc.wait(5)
         except subprocess.TimeoutExpired:
             code = None
-        now = time.time()
         if stop is not None:
-            return {
-                "op": "result",
-                "state": stop.reason,
-                "value": None,
-                "error_type": "Killed",
-                "error": f"{stop.reason} at the site; the cell did not stop on interrupt "
+            return outcome(
+                stop.reason,
+                f"{stop.reason} at the site; the cell did not stop on interrupt "
                 f"within {config.seconds('runner.interrupt-grace'):g}s and was killed "
                 "(the names its notebook had there are gone)",
-                "started": None,
-                "ended": now,
-            }
-        return {
-            "op": "result",
-            "state": "failed",
-            "value": None,
-            "error_type": "RunnerDied",
-            "error": f"the runner process died (exit code {code}) while running the cell",
-            "started": None,
-            "ended": now,
-        }
+                "Killed",
+            )
+        return outcome("failed", f"the runner process died (exit code {code}) while running the cell", "RunnerDied")

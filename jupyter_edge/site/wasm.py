@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from .capture import FLUSH_INTERVAL, FLUSH_SIZE
+from .outcome import outcome
 
 __all__ = ["DATA_ROOT", "WasmError", "WasmRunner", "module_sha256", "wasmtime_missing"]
 
@@ -64,17 +65,6 @@ def _config():
     config = wasmtime.Config()
     config.epoch_interruption = True
     return config
-
-
-def _outcome(state: str, error: str | None = None, error_type: str | None = None, value=None, started=None) -> dict:
-    return {
-        "state": state,
-        "value": value,
-        "error": error,
-        "error_type": error_type,
-        "started": started,
-        "ended": time.time(),
-    }
 
 
 class _Execution:
@@ -180,10 +170,6 @@ class WasmRunner:
                 self._compiled.popitem(last=False)
         return code
 
-    def is_cached(self, sha256: str) -> bool:
-        with self._lock:
-            return sha256 in self._compiled
-
     def stop(self, execution: str, why: str) -> None:
         with self._lock:
             running = self._running.get(execution)
@@ -209,7 +195,7 @@ class WasmRunner:
         try:
             code = self.compiled(module, sha256)
         except WasmError as e:
-            return _outcome("failed", str(e), "WasmError", started=started)
+            return outcome("failed", str(e), "WasmError", started=started)
         engine = wasmtime.Engine(_config())
         running = _Execution(engine, on_output, deadline)
         with self._lock:
@@ -229,11 +215,11 @@ class WasmRunner:
             try:
                 instance = linker.instantiate(store, compiled)
             except wasmtime.WasmtimeError as e:
-                return _outcome("failed", _instantiation_error(e, memory), "WasmError", started=started)
+                return outcome("failed", _instantiation_error(e, memory), "WasmError", started=started)
             start = instance.exports(store).get("_start")
             if start is None:
                 why = "the module exports no _start: build it as a WASI command (a main function)"
-                return _outcome("failed", why, "WasmError", started=started)
+                return outcome("failed", why, "WasmError", started=started)
             try:
                 start(store)
                 exit_code = 0
@@ -242,18 +228,18 @@ class WasmRunner:
             except wasmtime.Trap as e:
                 if running.stopped is not None:
                     why = running.stopped
-                    return _outcome(why, f"{why} at the site; the module was interrupted", started=started)
-                return _outcome("failed", _trap_message(e, instance, store, memory), "WasmTrap", started=started)
+                    return outcome(why, f"{why} at the site; the module was interrupted", started=started)
+                return outcome("failed", _trap_message(e, instance, store, memory), "WasmTrap", started=started)
             except wasmtime.WasmtimeError as e:
-                return _outcome("failed", _first_line(e), "WasmError", started=started)
+                return outcome("failed", _first_line(e), "WasmError", started=started)
             value = pickle.dumps(exit_code)
             if exit_code != 0:
-                return _outcome(
+                return outcome(
                     "failed", f"the module exited with code {exit_code}", "ModuleFailed", value=value, started=started
                 )
-            return _outcome("done", value=value, started=started)
+            return outcome("done", value=value, started=started)
         except WasmError as e:
-            return _outcome("failed", str(e), "WasmError", started=started)
+            return outcome("failed", str(e), "WasmError", started=started)
         finally:
             running.end()
             if watcher.is_alive():

@@ -69,6 +69,3 @@ class HostRoot:
         if not number.isdigit() or unit not in ("kB", ""):
             raise Malformed(f"{self.path('/proc/meminfo')}: MemTotal is {fields['MemTotal']!r}, not 'N kB'")
         return int(number) * (1024 if unit == "kB" else 1)
-
-    def __str__(self) -> str:
-        return str(self.root)

@@ -30,6 +30,7 @@ The formats, and where they are documented:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -230,21 +231,27 @@ def _pci_name(host: HostRoot, vendor: str, device: str) -> str | None:
     """The device's name in the PCI ID database, if the host has one."""
     for where in PCI_IDS:
         path = host.path(where)
-        if not path.is_file():
-            continue
-        in_vendor = False
-        with open(path, encoding="utf-8", errors="replace") as ids:
-            for line in ids:
-                if not line.strip() or line.startswith("#"):
-                    continue
-                if not line.startswith("\t"):
-                    if in_vendor:
-                        return None
-                    in_vendor = line[:4].lower() == vendor[2:]
-                elif in_vendor and not line.startswith("\t\t") and line[1:5].lower() == device[2:]:
-                    return line[5:].strip()
-        return None
+        if path.is_file():
+            return _pci_devices(str(path), vendor).get(device)
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def _pci_devices(path: str, vendor: str) -> dict[str, str]:
+    """A vendor's devices in the PCI ID database (``0x56a0`` -> ``DG2 [Arc A770]``),
+    read once for all of that vendor's cards."""
+    devices, in_vendor = {}, False
+    with open(path, encoding="utf-8", errors="replace") as ids:
+        for line in ids:
+            if not line.strip() or line.startswith("#"):
+                continue
+            if not line.startswith("\t"):
+                if in_vendor:
+                    break
+                in_vendor = line[:4].lower() == vendor[2:]
+            elif in_vendor and not line.startswith("\t\t"):
+                devices[f"0x{line[1:5].lower()}"] = line[5:].strip()
+    return devices
 
 
 def amdgpu(host: HostRoot) -> Found:
