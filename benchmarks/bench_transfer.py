@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,8 @@ class PeakMemory:
     def _sample(self) -> None:
         while not self._stop.wait(0.005):
             self.peak = max(self.peak, self.process.memory_info().rss)
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        self.cpu = usage.ru_utime + usage.ru_stime  # the sampling's own, not the transfer's
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -68,6 +71,26 @@ class PeakMemory:
     @property
     def growth(self) -> int:
         return self.peak - self.start
+
+
+def cpu_seconds(roles: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds (user + system) each role's processes have spent so far; this
+    process (the notebook's side) in microseconds, the others in the kernel's 10 ms
+    ticks (so they are summed over many rounds)."""
+    out = {}
+    for role, processes in roles.items():
+        if role == "client":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            out[role] = usage.ru_utime + usage.ru_stime
+            continue
+        out[role] = 0.0
+        for p in processes:
+            try:
+                times = p.cpu_times()
+            except psutil.NoSuchProcess:  # a runner replaced since
+                continue
+            out[role] += times.user + times.system
+    return out
 
 
 def main() -> int:
@@ -113,18 +136,18 @@ def main() -> int:
 
             host = Host(40)
             host.firewall()
-            start(
+            site = start(
                 host.command(cli("worker", f"tcp://{host.gateway}:{port}", "--name", "site", "--host", host.address)),
                 "site",
             )
             where = "a firewalled namespace"
         else:
-            start(cli("worker", f"tcp://127.0.0.1:{port}", "--name", "site", "--host", "127.0.0.1"), "site")
+            site = start(cli("worker", f"tcp://127.0.0.1:{port}", "--name", "site", "--host", "127.0.0.1"), "site")
         if args.plain_in_namespace and os.geteuid() == 0:
             from netns import Host
 
             plain_host = Host(41)
-            start(
+            plain_worker = start(
                 plain_host.command(
                     plain_dask_worker(f"tcp://{plain_host.gateway}:{port}", name="plain", host=plain_host.address)
                 ),
@@ -132,7 +155,7 @@ def main() -> int:
             )
             where += "; the plain worker in a namespace of its own, not firewalled"
         else:
-            start(plain_dask_worker(f"tcp://127.0.0.1:{port}", name="plain"), "plain")
+            plain_worker = start(plain_dask_worker(f"tcp://127.0.0.1:{port}", name="plain"), "plain")
         fleet = Fleet.connect(f"tcp://127.0.0.1:{port}")
         fleet.wait_for_sites(1, timeout=60)
         client: Client = fleet.client
@@ -141,13 +164,20 @@ def main() -> int:
         chunk = parse_bytes(str(config.get("transfer.chunk")))
         print(f"site in {where}; chunk {chunk // MIB} MiB, window {config.get('transfer.window')}")
 
+        # On this machine every process of both paths shares the same cores: CPU per
+        # transfer, by role, says where the time goes (summed over the rounds: the
+        # kernel counts in 10 ms ticks).
+        pids = {"client": os.getpid(), "scheduler": scheduler.pid, "site": site.pid, "worker": plain_worker.pid}
         rows = []
         for size in sizes:
             edge_s, dask_s, edge_mem, dask_mem = [], [], [], []
+            cpu = {which: dict.fromkeys(pids, 0.0) for which in ("edge", "dask")}
+            roles = {}  # each role's processes, with a site's runners (started by the warm-up round)
             for i in range(args.repeat + 1):  # the first round warms up
                 order = ["edge", "dask"] if i % 2 else ["dask", "edge"]
                 for which in order:
                     with PeakMemory(scheduler.pid) as memory:
+                        before = cpu_seconds(roles)
                         t0 = time.perf_counter()
                         if which == "edge":
                             res = fleet.run(lambda n=size: b"v" * n, sites=["site"], timeout=300)
@@ -157,9 +187,14 @@ def main() -> int:
                             assert len(future.result()) == size
                             del future
                         took = time.perf_counter() - t0
+                        after = cpu_seconds(roles)
                     if i:
                         (edge_s if which == "edge" else dask_s).append(took)
                         (edge_mem if which == "edge" else dask_mem).append(memory.growth)
+                        for role in roles:
+                            cpu[which][role] += after[role] - before[role]
+                        cpu[which]["client"] -= memory.cpu
+                roles = {role: [p := psutil.Process(pid), *p.children(recursive=True)] for role, pid in pids.items()}
             row = {
                 "MiB": size // MIB,
                 "edge MB/s": size / statistics.median(edge_s) / 1e6,
@@ -168,12 +203,21 @@ def main() -> int:
                 "dask scheduler growth, chunks": max(dask_mem) / chunk,
             }
             row["ratio"] = row["edge MB/s"] / row["dask MB/s"]
+            for which in ("edge", "dask"):
+                row[f"{which} CPU ms"] = {role: 1000 * s / args.repeat for role, s in cpu[which].items()}
             rows.append(row)
             print(
                 f"{row['MiB']:>5} MiB  edge {row['edge MB/s']:8.1f} MB/s  dask {row['dask MB/s']:8.1f} MB/s  "
                 f"ratio {row['ratio']:.2f}  scheduler growth: edge {row['edge scheduler growth, chunks']:.1f} "
                 f"chunks, dask {row['dask scheduler growth, chunks']:.1f}"
             )
+            for which in ("edge", "dask"):
+                spent = row[f"{which} CPU ms"]
+                print(
+                    f"         {which} CPU per transfer, ms: "
+                    + ", ".join(f"{role} {ms:.1f}" for role, ms in spent.items())
+                    + f"; all {sum(spent.values()):.1f}"
+                )
         fleet.close()
         if args.json:
             Path(args.json).write_text(json.dumps({"where": where, "rows": rows}, indent=2))
