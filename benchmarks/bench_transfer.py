@@ -73,16 +73,13 @@ class PeakMemory:
         return self.peak - self.start
 
 
-def cpu_seconds(roles: dict[str, list[psutil.Process]]) -> dict[str, float]:
-    """CPU seconds (user + system) each role's processes have spent so far; this
-    process (the notebook's side) in microseconds, the others in the kernel's 10 ms
-    ticks (so they are summed over many rounds)."""
-    out = {}
-    for role, processes in roles.items():
-        if role == "client":
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            out[role] = usage.ru_utime + usage.ru_stime
-            continue
+def cpu_seconds(others: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds (user + system) spent so far by this process (the notebook's
+    side, ``client``; in microseconds) and by each other role's processes (in the
+    kernel's 10 ms ticks, so they are summed over many rounds)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"client": usage.ru_utime + usage.ru_stime}
+    for role, processes in others.items():
         out[role] = 0.0
         for p in processes:
             try:
@@ -167,11 +164,11 @@ def main() -> int:
         # On this machine every process of both paths shares the same cores: CPU per
         # transfer, by role, says where the time goes (summed over the rounds: the
         # kernel counts in 10 ms ticks).
-        pids = {"client": os.getpid(), "scheduler": scheduler.pid, "site": site.pid, "worker": plain_worker.pid}
+        pids = {"scheduler": scheduler.pid, "site": site.pid, "worker": plain_worker.pid}
         rows = []
         for size in sizes:
             edge_s, dask_s, edge_mem, dask_mem = [], [], [], []
-            cpu = {which: dict.fromkeys(pids, 0.0) for which in ("edge", "dask")}
+            cpu = {which: dict.fromkeys(["client", *pids], 0.0) for which in ("edge", "dask")}
             roles = {}  # each role's processes, with a site's runners (started by the warm-up round)
             for i in range(args.repeat + 1):  # the first round warms up
                 order = ["edge", "dask"] if i % 2 else ["dask", "edge"]
@@ -191,7 +188,7 @@ def main() -> int:
                     if i:
                         (edge_s if which == "edge" else dask_s).append(took)
                         (edge_mem if which == "edge" else dask_mem).append(memory.growth)
-                        for role in roles:
+                        for role in cpu[which]:
                             cpu[which][role] += after[role] - before[role]
                         cpu[which]["client"] -= memory.cpu
                 roles = {role: [p := psutil.Process(pid), *p.children(recursive=True)] for role, pid in pids.items()}

@@ -239,7 +239,7 @@ def worker(
 
     from .selector import SelectorError, parse_label
     from .site.dataset import parse_dataset_option
-    from .site.gpu import discover_gpus, parse_gpus_option
+    from .site.gpu import declared_description, discover_gpus, parse_gpus_option
     from .site.plugin import EdgeSitePlugin
     from .site.policy import Policy
     from .tuning import tune_for_sites
@@ -255,9 +255,7 @@ def worker(
         raise click.UsageError("--nthreads must be at least 1")
     try:
         inventory = parse_gpus_option(gpus)
-        described = {"vendor": gpu_vendor, "model": gpu_model, "memory": _bytes(gpu_memory, "--gpu-memory")}
-        if any(described.values()) and not isinstance(inventory, int):
-            raise ValueError("--gpu-vendor, --gpu-model and --gpu-memory describe GPUs declared by hand (--gpus N)")
+        described = declared_description(inventory, gpu_vendor, gpu_model, gpu_memory)
         policy = Policy.load(policy_file) if policy_file else None
     except (ValueError, SelectorError) as e:
         raise click.UsageError(str(e)) from None
@@ -373,18 +371,6 @@ def worker(
 
 #: In --name, --label, --dataset and --audit-log with --count: the site's number.
 SITE_NUMBER = "{n}"
-
-
-def _bytes(text: str | None, option: str) -> int | None:
-    """A size given to ``option`` (``16GiB``, ``8e9``), in bytes."""
-    if text is None:
-        return None
-    from dask.utils import parse_bytes
-
-    try:
-        return parse_bytes(text)
-    except (ValueError, TypeError, KeyError):
-        raise ValueError(f"{option} takes a size like 16GiB or 8GB, not {text!r}") from None
 
 
 def _numbered(text: str, n: int) -> str:

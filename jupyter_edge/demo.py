@@ -40,9 +40,9 @@ def plan_sites(count: int) -> list[SiteSpec]:
         name = _NAMES[i] if i < len(_NAMES) else f"site-{i + 1}"
         region = _REGIONS[i % len(_REGIONS)]
         labels = {"region": region, "tier": _TIERS[i % len(_TIERS)]}
-        sites.append(SiteSpec(name, labels, gpus=1 if name == "boston" else 0, wasm=wasm))
-        if name == "boston":  # declared by hand, as its owner describes it: the machine may have none
-            sites[-1].gpu_vendor, sites[-1].gpu_model, sites[-1].gpu_memory = "nvidia", "NVIDIA T4", "16GiB"
+        # boston's GPU is declared by hand, as its owner describes it: the machine may have none.
+        gpu = {"gpus": 1, "gpu_vendor": "nvidia", "gpu_model": "NVIDIA T4", "gpu_memory": "16GiB"}
+        sites.append(SiteSpec(name, labels, wasm=wasm, **(gpu if name == "boston" else {})))
     return sites
 
 

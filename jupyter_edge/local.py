@@ -35,18 +35,20 @@ class SiteSpec:
 
 def site_worker_spec(site: SiteSpec, storage_options: dict | None = None, security=None) -> dict:
     """The SpecCluster entry that starts ``site`` (also for adding one later)."""
-    from dask.utils import parse_bytes
     from distributed import Worker
 
     from .site.gpu import discover_gpus
     from .site.plugin import EdgeSitePlugin
 
-    memory = parse_bytes(site.gpu_memory) if isinstance(site.gpu_memory, str) else site.gpu_memory
     plugin = EdgeSitePlugin(
         labels=site.labels,
         datasets=site.datasets,
         gpus=discover_gpus(
-            site.gpus or None, host_root=site.host_root, vendor=site.gpu_vendor, model=site.gpu_model, memory=memory
+            site.gpus or None,
+            host_root=site.host_root,
+            vendor=site.gpu_vendor,
+            model=site.gpu_model,
+            memory=site.gpu_memory,
         ),
         storage_options=storage_options,
         docker=site.docker,

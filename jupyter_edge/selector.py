@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from .protocol import RESERVED_PREFIX
+
 __all__ = ["Requirement", "Selector", "SelectorError", "parse_label"]
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._/-]*"
 _TOKEN = re.compile(rf"\s*(?:(?P<op>!=|==|>=|<=|=|>|<|!|\(|\)|,)|(?P<word>{_NAME}))")
 _COMPARISONS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
-#: Labels under this prefix are the site's own, and may hold several values.
-_OWN = "edge."
 _LABEL = re.compile(rf"^{_NAME}$")
 
 
@@ -45,7 +45,7 @@ class Requirement:
         if self.op == "!exists":
             return self.key not in labels
         value = labels.get(self.key)
-        values = [] if value is None else value.split(",") if self.key.startswith(_OWN) else [value]
+        values = [] if value is None else value.split(",") if self.key.startswith(RESERVED_PREFIX) else [value]
         if self.op in _COMPARISONS:
             wanted = self._operand
             return any(n is not None and _COMPARISONS[self.op](n, wanted) for n in map(number, values))

@@ -10,14 +10,14 @@ import re
 
 from . import config
 
-__all__ = ["SITE_MODULE", "wasm_work"]
+__all__ = ["SITE_MODULE", "WASM_PAGE", "module_sha256", "wasm_work"]
 
 #: ``site:NAME`` names a module kept at each site instead of one sent from here.
 SITE_MODULE = "site:"
 #: Every WebAssembly binary starts with these four bytes.
 _MAGIC = b"\0asm"
-#: The smallest cap that leaves a module one page of linear memory.
-_PAGE = 64 * 1024
+#: A page of WebAssembly linear memory: the smallest cap that leaves a module one.
+WASM_PAGE = 64 * 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -38,7 +38,7 @@ def wasm_work(
     if bad:
         raise ValueError(f"env: names like NAME and string values, not {', '.join(map(repr, bad))}")
     if memory is not None:
-        memory = config.size_at_least(memory, _PAGE, "memory", "64MiB", "64 KiB (one WebAssembly page)")
+        memory = config.size_at_least(memory, WASM_PAGE, "memory", "64MiB", "64 KiB (one WebAssembly page)")
     work = {"args": list(args), "env": env, "memory": memory}
     if isinstance(module, str) and module.startswith(SITE_MODULE):
         name = module[len(SITE_MODULE) :]
@@ -47,8 +47,13 @@ def wasm_work(
         work.update(module=None, name=module, sha256=None)
     else:
         data, name = _module_bytes(module)
-        work.update(module=data, name=name, sha256=hashlib.sha256(data).hexdigest())
+        work.update(module=data, name=name, sha256=module_sha256(data))
     return {"wasm": work}, " ".join([work["name"], *args])[:120]
+
+
+def module_sha256(module: bytes) -> str:
+    """What a module is known by: here, at the site, in its policy and its audit log."""
+    return hashlib.sha256(module).hexdigest()
 
 
 def _module_bytes(module) -> tuple[bytes, str]:

@@ -30,7 +30,7 @@ from ..protocol import (
     gpu_resource,
 )
 from ..versions import versions
-from ..wasm_work import SITE_MODULE
+from ..wasm_work import SITE_MODULE, module_sha256
 from . import audit
 from .audit import AuditLog
 from .containers import ContainerEngine
@@ -41,7 +41,7 @@ from .round_trip import RoundTrip
 from .runner import RunnerPool
 from .self_labels import self_labels
 from .transfer import TransferStopped, ValueSender
-from .wasm import WasmError, WasmRunner, module_sha256
+from .wasm import WasmError, WasmRunner
 
 logger = logging.getLogger(__name__)
 
@@ -454,7 +454,7 @@ class EdgeSitePlugin(WorkerPlugin):
         }
         return result
 
-    def _execute_container(self, spec: dict, gpus: list[int], on_output) -> dict:
+    def _execute_container(self, spec: dict, gpus: list[GPU], on_output) -> dict:
         if self.containers is None:
             raise RuntimeError(f"site {self.worker.name!r} runs no containers (start it with --docker)")
         site = {

@@ -22,7 +22,6 @@ the execution, as a container command's does.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import os
 import pickle
 import threading
@@ -30,16 +29,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ..wasm_work import WASM_PAGE
 from .capture import FLUSH_INTERVAL, FLUSH_SIZE
 from .outcome import outcome
 
-__all__ = ["DATA_ROOT", "WasmError", "WasmRunner", "module_sha256", "wasmtime_missing"]
+__all__ = ["DATA_ROOT", "WasmError", "WasmRunner", "wasmtime_missing"]
 
 #: Where a dataset's shard appears inside the module's filesystem.
 DATA_ROOT = "/data"
 #: Compiled modules a site keeps, by SHA-256 (least recently used go first).
 CACHED_MODULES = 32
-_PAGE = 64 * 1024
 
 
 class WasmError(Exception):
@@ -53,10 +52,6 @@ def wasmtime_missing() -> str | None:
     except ImportError:
         return "wasmtime is not installed: pip install 'jupyter-edge[wasm]'"
     return None
-
-
-def module_sha256(module: bytes) -> str:
-    return hashlib.sha256(module).hexdigest()
 
 
 def _config():
@@ -295,7 +290,7 @@ def _trap_message(trap, instance, store, memory: int | None) -> str:
     if memory is not None:
         exported = instance.exports(store).get("memory")
         if exported is not None and hasattr(exported, "size"):
-            had = format_bytes(exported.size(store) * _PAGE)
+            had = format_bytes(exported.size(store) * WASM_PAGE)
             message += f"; its memory was {had}, capped at {format_bytes(memory)} by --memory (growing past it fails)"
     return message
 

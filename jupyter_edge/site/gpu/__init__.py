@@ -17,7 +17,16 @@ from . import sources
 from .host import HostRoot, Malformed
 from .sources import SourceReport
 
-__all__ = ["VENDORS", "GPUInventory", "GPUState", "HostRoot", "Malformed", "discover_gpus", "parse_gpus_option"]
+__all__ = [
+    "VENDORS",
+    "GPUInventory",
+    "GPUState",
+    "HostRoot",
+    "Malformed",
+    "declared_description",
+    "discover_gpus",
+    "parse_gpus_option",
+]
 
 #: The vendors a GPU can be declared as (``--gpu-vendor``), and found as.
 VENDORS = ("nvidia", "amd", "intel")
@@ -85,20 +94,38 @@ def parse_gpus_option(value: str | int | None) -> str | int | None:
     return count or None
 
 
+def declared_description(
+    option: str | int | None, vendor: str | None = None, model: str | None = None, memory: int | str | None = None
+) -> dict:
+    """``--gpu-vendor``, ``--gpu-model`` and ``--gpu-memory`` (bytes, or a size such
+    as ``16GiB``) checked against ``option``: they describe GPUs declared by hand.
+    The description, its memory in bytes; ``ValueError`` saying what is wrong."""
+    if isinstance(memory, str):
+        from dask.utils import parse_bytes
+
+        try:
+            memory = parse_bytes(memory)
+        except (ValueError, TypeError, KeyError):
+            raise ValueError(f"--gpu-memory takes a size like 16GiB or 8GB, not {memory!r}") from None
+    if (vendor or model or memory) and not isinstance(option, int):
+        raise ValueError("--gpu-vendor, --gpu-model and --gpu-memory describe GPUs declared by hand (--gpus N)")
+    if vendor is not None and vendor not in VENDORS:
+        raise ValueError(f"--gpu-vendor is one of {', '.join(VENDORS)}, not {vendor!r}")
+    return {"vendor": vendor, "model": model, "memory": memory}
+
+
 def discover_gpus(
     option: str | int | None,
     *,
     host_root: str = "/",
     vendor: str | None = None,
     model: str | None = None,
-    memory: int | None = None,
+    memory: int | str | None = None,
 ) -> GPUInventory:
     """The GPUs this site offers for ``option`` (see :func:`parse_gpus_option`).
-    ``vendor``, ``model`` and ``memory`` (bytes) describe GPUs declared by hand."""
-    if (vendor or model or memory) and not isinstance(option, int):
-        raise ValueError("--gpu-vendor, --gpu-model and --gpu-memory describe GPUs declared by hand (--gpus N)")
-    if vendor is not None and vendor not in VENDORS:
-        raise ValueError(f"--gpu-vendor is one of {', '.join(VENDORS)}, not {vendor!r}")
+    ``vendor``, ``model`` and ``memory`` describe GPUs declared by hand
+    (:func:`declared_description`)."""
+    memory = declared_description(option, vendor, model, memory)["memory"]
     if option is None:
         return GPUInventory(GPUState.NONE)
     if option != "auto":

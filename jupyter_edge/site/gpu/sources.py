@@ -190,9 +190,11 @@ class _Card:
     render_node: str | None
 
 
+@functools.lru_cache(maxsize=1)
 def _drm_cards(host: HostRoot) -> tuple[list[_Card], list[str]]:
     """The DRM cards, in card order (``card2`` before ``card10``), and what was
-    wrong with those that could not be read (one bad card hides no other)."""
+    wrong with those that could not be read (one bad card hides no other). Read
+    once per discovery (each makes its own HostRoot): amdgpu and intel both ask."""
     drm = host.path("/sys/class/drm")
     if not drm.is_dir():
         return [], []

@@ -38,8 +38,12 @@ _NONE = {
 }
 
 
+def _vendor(gpu: GPU) -> str:
+    return gpu.vendor if gpu.vendor in GPU_VARIABLES else "unknown"
+
+
 def _vendors(gpus: list[GPU]) -> list[str]:
-    return list(dict.fromkeys(g.vendor if g.vendor in GPU_VARIABLES else "unknown" for g in gpus))
+    return list(dict.fromkeys(map(_vendor, gpus)))
 
 
 def hidden(site_gpus: list[GPU]) -> dict[str, str]:
@@ -65,10 +69,6 @@ def visible(site_gpus: list[GPU], held: list[GPU]) -> dict[str, str]:
             # NVML numbers GPUs in PCI bus order; CUDA, unless told, fastest first.
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     return env
-
-
-def _vendor(gpu: GPU) -> str:
-    return gpu.vendor if gpu.vendor in GPU_VARIABLES else "unknown"
 
 
 def container_devices(held: list[GPU]) -> dict:
